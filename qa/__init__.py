@@ -1,0 +1,45 @@
+"""qa: ask a question about a collection of documents, get the passages that answer it.
+
+Example:
+    >>> import qa
+    >>> hits = qa.retrieve("Which treaty has Pakistan not joined?", k=3)
+    >>> print(hits[0].text)
+"""
+
+from __future__ import annotations
+
+from qa.documents import Document
+from qa.errors import EmptyCorpus, IncompatibleIndex, IndexBusy, IndexNotFound, QAError
+from qa.passage import Hit, Passage
+from qa.splitting import split_document, split_text
+
+__version__ = "0.1.0"
+
+# Index and retrieve pull in numpy and FAISS: they are imported on first use so `import qa` stays cheap.
+__all__ = [
+    "Document",
+    "EmptyCorpus",
+    "Hit",
+    "IncompatibleIndex",
+    "Index",
+    "IndexBusy",
+    "IndexNotFound",
+    "Passage",
+    "QAError",
+    "__version__",
+    "retrieve",
+    "split_document",
+    "split_text",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Index":
+        from qa.index import Index
+
+        return Index
+    if name == "retrieve":
+        from qa.api import retrieve
+
+        return retrieve
+    raise AttributeError(f"module 'qa' has no attribute {name!r}")

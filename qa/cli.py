@@ -1,0 +1,223 @@
+"""The ``qa`` command: build, ask, info, serve, eval. Results on stdout; progress and errors on stderr.
+
+Heavy libraries are imported inside the commands that need them, so ``qa --help`` and ``qa info``
+start at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from qa import __version__
+from qa.errors import QAError
+
+logger = logging.getLogger("qa")
+
+
+def _default_index() -> Path:
+    from qa.api import default_index
+
+    return default_index()
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from qa.api import default_corpus
+    from qa.errors import IncompatibleIndex, IndexNotFound
+    from qa.index import Index
+    from qa.storage import writer_lock
+
+    corpus = Path(args.corpus) if args.corpus else default_corpus()
+    output = Path(args.output) if args.output else _default_index()
+    started = time.perf_counter()
+    with writer_lock(output, wait=args.wait):
+        previous = None
+        with contextlib.suppress(IndexNotFound, IncompatibleIndex):  # then there is nothing to reuse
+            previous = Index.load(output)
+        index = Index.build(
+            corpus,
+            model=args.model,
+            max_words=args.max_words,
+            overlap=args.overlap,
+            index_type=args.index_type,
+            batch_size=args.batch_size,
+            progress=False if args.quiet else None,
+            previous=previous,
+        )
+        index.save(output)
+    seconds = time.perf_counter() - started
+    print(
+        f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
+        f"-> {output} (model {index.manifest['model']}, {index.manifest['dense']['type']} index)"
+    )
+    return 0
+
+
+def _print_hit(hit: object, *, color: bool) -> None:
+    from qa.passage import Hit
+
+    assert isinstance(hit, Hit)
+    where = " › ".join(part for part in (hit.title, hit.section) if part)
+    print(f"{hit.rank}. [{hit.score:.3f}] {where}")
+    print(f"   {hit.doc_id}, characters {hit.start}–{hit.end}")
+    text, cursor, pieces = hit.text, 0, []
+    on, off = ("\033[1;4m", "\033[0m") if color else ("**", "**")
+    for start, end in hit.highlights:
+        pieces += [text[cursor:start], on, text[start:end], off]
+        cursor = end
+    pieces.append(text[cursor:])
+    body = "".join(pieces)
+    print("   " + body.replace("\n", "\n   "))
+    print()
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qa.retrieval import check_k, check_question
+
+    check_question(args.question)  # fail on a bad question before loading anything
+    check_k(args.k)
+    if args.index:
+        from qa.index import Index
+
+        index = Index.load(args.index)
+    else:
+        from qa.api import open_index
+
+        index = open_index(corpus=args.corpus)
+    hits = index.search(args.question, args.k, mode=args.mode)
+    if args.json:
+        for hit in hits:
+            print(json.dumps(hit.to_dict(), ensure_ascii=False))
+        return 0
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    for hit in hits:
+        _print_hit(hit, color=color)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from qa.index import Index, corpus_change, manifest_corpus
+
+    path = Path(args.index) if args.index else _default_index()
+    manifest = Index.read_manifest(path)
+    corpus = manifest_corpus(path, manifest)
+    if corpus is None:
+        state = "unknown (built from documents given in Python)"
+    elif not corpus.is_dir():
+        state = f"unknown (the corpus folder {corpus} is gone)"
+    else:
+        reason = corpus_change(manifest, corpus)
+        state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
+    if args.json:
+        print(json.dumps({**manifest, "index": str(path), "stale": state != "fresh"}, ensure_ascii=False))
+        return 0
+    dense = manifest["dense"]
+    print(f"index:      {path}")
+    print(f"corpus:     {corpus}  ({manifest['corpus']['documents']} documents)")
+    print(f"state:      {state}")
+    print(f"passages:   {manifest['count']} ({manifest['sentences']} sentences)")
+    print(f"model:      {manifest['model']} ({manifest['dim']} dimensions)")
+    print(f"chunking:   max_words={manifest['chunking']['max_words']}, overlap={manifest['chunking']['overlap']}")
+    print(f"vectors:    {dense['type']} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
+    print(f"built:      {manifest.get('created')} by qa {manifest.get('qa_version')}")
+    print(f"format:     {manifest['format_version']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ui.app import serve
+
+    return int(serve(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qa", description="Ask questions about a collection of documents and get the passages that answer them."
+    )
+    parser.add_argument("--version", action="version", version=f"qa {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="index a folder of .txt, .md and .html documents")
+    build.add_argument("corpus", nargs="?", help="the documents' folder (default: $QA_CORPUS or the bundled corpus/)")
+    build.add_argument("-o", "--output", help="the index folder (default: $QA_INDEX or index/)")
+    build.add_argument(
+        "-m", "--model", help="sentence-transformers name or folder (default: $QA_MODEL or all-MiniLM-L6-v2)"
+    )
+    build.add_argument("--max-words", type=int, default=None, help="most words in a passage")
+    build.add_argument("--overlap", type=int, default=None, help="sentences a passage repeats from the one before")
+    build.add_argument("--index-type", default="auto", choices=["auto", "flat", "hnsw", "ivfpq"])
+    build.add_argument("--batch-size", type=int, default=None, help="texts embedded at once")
+    build.add_argument(
+        "--wait", action="store_true", help="wait for another build of the same index instead of failing"
+    )
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(handler=cmd_build)
+
+    ask = commands.add_parser("ask", help="ask a question; prints the best passages")
+    ask.add_argument("question")
+    ask.add_argument(
+        "-i", "--index", help="the index folder (default: $QA_INDEX or index/, built when missing or stale)"
+    )
+    ask.add_argument("--corpus", help="the corpus of the default index (default: $QA_CORPUS or corpus/)")
+    ask.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    ask.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    ask.add_argument("--json", action="store_true", help="one JSON object per hit")
+    ask.set_defaults(handler=cmd_ask)
+
+    info = commands.add_parser("info", help="describe an index and say whether it is stale")
+    info.add_argument("-i", "--index", help="the index folder (default: $QA_INDEX or index/)")
+    info.add_argument("--json", action="store_true", help="the manifest as JSON")
+    info.set_defaults(handler=cmd_info)
+
+    serve = commands.add_parser("serve", help="start the web app")
+    serve.add_argument("-i", "--index", help="the index folder (default: $QA_INDEX or index/)")
+    serve.add_argument("--corpus", help="the documents' folder (default: $QA_CORPUS or corpus/)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--allow-uploads", action="store_true", help="let the web page upload documents and rebuild")
+    serve.add_argument("--auth", help="user:password required to use the app (default: $QA_AUTH)")
+    serve.set_defaults(handler=cmd_serve)
+    return parser
+
+
+def _apply_defaults(args: argparse.Namespace) -> None:
+    from qa.embedding import DEFAULT_BATCH_SIZE
+    from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
+
+    if getattr(args, "max_words", 0) is None:
+        args.max_words = DEFAULT_MAX_WORDS
+    if getattr(args, "overlap", 0) is None:
+        args.overlap = DEFAULT_OVERLAP
+    if getattr(args, "batch_size", 0) is None:
+        args.batch_size = DEFAULT_BATCH_SIZE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("qa: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    _apply_defaults(args)
+    try:
+        return int(args.handler(args))
+    except (QAError, ValueError) as error:
+        print(f"qa: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        root.removeHandler(handler)

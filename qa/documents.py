@@ -1,0 +1,220 @@
+"""Reading documents: a folder of ``.txt``, ``.md`` and ``.html`` files becomes a list of ``Document``.
+
+HTML is turned into Markdown-like text (headings as ``#`` lines, list items as ``-`` lines, markup,
+scripts and styles dropped) so that one splitter handles every format and offsets index the text
+that is stored and shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+from qa.errors import EmptyCorpus
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document of a collection.
+
+    Args:
+        id: A stable identifier; for a folder, the path relative to it (``"notes/a.md"``).
+        text: The document's text; passage offsets index into it.
+        title: Its first heading, or its file name.
+    """
+
+    id: str
+    text: str
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise ValueError(f"a Document needs a non-empty string id; got {self.id!r}")
+        if not isinstance(self.text, str):
+            raise ValueError(f"Document {self.id!r}: text must be a str, got {type(self.text).__name__}")
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+def title_of(text: str, fallback: str) -> str:
+    """The first Markdown heading of ``text``, else ``fallback``."""
+    match = _HEADING.search(text)
+    return match.group(2).strip() if match else fallback
+
+
+class _HTMLToText(HTMLParser):
+    """Keeps the visible text of an HTML page and its block structure; drops scripts, styles and markup."""
+
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
+    _BLOCK: ClassVar[set[str]] = {"p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "br",
+              "table", "tr", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd", "figure", "figcaption",
+              "form", "hr", "body", "html"}  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.current: list[str] = []
+        self.prefix = ""
+        self.skip_depth = 0
+        self.title = ""
+        self._in_title = False
+
+    def _flush(self) -> None:
+        line = re.sub(r"\s+", " ", "".join(self.current)).strip()
+        if line:
+            self.lines.append(self.prefix + line)
+        self.current = []
+        self.prefix = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        if tag in self._SKIP:
+            self.skip_depth += 1
+            return
+        if tag in self._BLOCK or tag == "li" or re.fullmatch(r"h[1-6]", tag):
+            self._flush()
+        if re.fullmatch(r"h[1-6]", tag):
+            self.prefix = "#" * int(tag[1]) + " "
+        elif tag == "li":
+            self.prefix = "- "
+        elif tag in ("td", "th"):
+            self.current.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "hr"):
+            self._flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        if tag in self._SKIP:
+            self.skip_depth = max(0, self.skip_depth - 1)
+            return
+        if tag in self._BLOCK or tag == "li" or re.fullmatch(r"h[1-6]", tag):
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        if self.skip_depth:
+            return
+        self.current.append(data)
+
+
+def html_to_text(html: str) -> tuple[str, str]:
+    """Return ``(text, title)``: the page's visible text as Markdown-like lines, and its ``<title>``."""
+    parser = _HTMLToText()
+    parser.feed(html)
+    parser.close()
+    parser._flush()
+    blocks: list[str] = []
+    for line in parser.lines:
+        # List items stay together; every other block is its own paragraph.
+        if blocks and line.startswith("- ") and blocks[-1].startswith("- "):
+            blocks[-1] += "\n" + line
+        else:
+            blocks.append(line)
+    return "\n\n".join(blocks) + ("\n" if blocks else ""), unescape(re.sub(r"\s+", " ", parser.title)).strip()
+
+
+def read_document(path: Path, doc_id: str) -> Document | None:
+    """Read one file; return ``None`` (with a warning naming it) when it is empty, binary or not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        logger.warning("skipped %s: cannot read it (%s)", path, error.strerror or error)
+        return None
+    if b"\x00" in raw:
+        logger.warning("skipped %s: it is binary (contains NUL bytes), not text", path)
+        return None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        logger.warning("skipped %s: it is not UTF-8 (%s); convert it to UTF-8 to index it", path, error.reason)
+        return None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if path.suffix.lower() in (".html", ".htm"):
+        text, html_title = html_to_text(text)
+        title = title_of(text, html_title or path.stem)
+        if html_title:
+            title = html_title
+    else:
+        title = title_of(text, path.stem)
+    if not text.strip():
+        logger.warning("skipped %s: it has no text", path)
+        return None
+    return Document(id=doc_id, text=text, title=title)
+
+
+def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
+    """Yield ``(path, id)`` of the readable files below ``folder``, sorted, never leaving it.
+
+    Links that point outside the folder and link loops are skipped with a warning.
+    """
+    root = folder.resolve()
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs or not _inside(real, root):
+            logger.warning("skipped %s: a link loop or a link leaving %s", dirpath, folder)
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.lower().endswith(SUFFIXES):
+                continue
+            path = Path(dirpath) / name
+            if not _inside(os.path.realpath(path), root):
+                logger.warning("skipped %s: it links outside %s", path, folder)
+                continue
+            yield path, path.relative_to(root).as_posix()
+
+
+def _inside(path: str, root: Path) -> bool:
+    return path == str(root) or path.startswith(str(root) + os.sep)
+
+
+def load_folder(folder: str | os.PathLike[str]) -> list[Document]:
+    """Read every ``.txt``, ``.md`` and ``.html`` file below ``folder``, recursively, sorted by path.
+
+    Raises:
+        EmptyCorpus: the folder is missing or has no readable document.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise EmptyCorpus(
+            f"corpus folder {str(path)!r} does not exist or is not a folder; give a folder of .txt, .md or .html files"
+        )
+    documents = [doc for p, doc_id in iter_document_paths(path) if (doc := read_document(p, doc_id))]
+    if not documents:
+        raise EmptyCorpus(
+            f"{str(path)!r} has no readable documents: add UTF-8 .txt, .md or .html files with text to it"
+        )
+    return documents
+
+
+def fingerprint(documents: list[Document]) -> str:
+    """A hash of the documents' ids and contents: equal exactly when the corpus is unchanged."""
+    digest = hashlib.sha256()
+    for doc in sorted(documents, key=lambda d: d.id):
+        digest.update(f"{doc.id}\0{doc.title}\0{doc.content_hash}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()

