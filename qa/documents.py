@@ -206,10 +206,12 @@ def load_folder(folder: str | os.PathLike[str]) -> list[Document]:
         )
     documents = [doc for p, doc_id in iter_document_paths(path) if (doc := read_document(p, doc_id))]
     if not documents:
-        raise EmptyCorpus(
-            f"{str(path)!r} has no readable documents: add UTF-8 .txt, .md or .html files with text to it"
-        )
+        raise no_documents(path)
     return documents
+
+
+def no_documents(folder: Path) -> EmptyCorpus:
+    return EmptyCorpus(f"{str(folder)!r} has no readable documents: add UTF-8 .txt, .md or .html files with text to it")
 
 
 def fingerprint(documents: list[Document]) -> str:

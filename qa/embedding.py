@@ -46,7 +46,11 @@ _load_lock = threading.Lock()
 @functools.cache
 def _load(name: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    # transformers draws a bar while it reads the weights; qa's stderr is for qa's progress and errors.
+    bar_was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
     try:
         return SentenceTransformer(_model_location(name), device="cpu")
     except (OSError, ValueError) as error:
@@ -54,6 +58,9 @@ def _load(name: str) -> SentenceTransformer:
             f"cannot load the embedding model {name!r} ({error}). Give a sentence-transformers model "
             f"name or folder with --model or QA_MODEL, or unset them to use the packaged {PACKAGED_MODEL}"
         ) from error
+    finally:
+        if bar_was_on:
+            transformers_logging.enable_progress_bar()
 
 
 class Encoder:

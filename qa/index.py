@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from qa import storage
-from qa.documents import Document, fingerprint, iter_document_paths, load_folder, read_document
+from qa.documents import Document, fingerprint, iter_document_paths, load_folder, no_documents, read_document
 from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, model_name
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
 from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex
@@ -67,8 +67,6 @@ class _Split:
 def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterator[Document]:
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
-        if not folder.is_dir():
-            load_folder(folder)  # raises EmptyCorpus naming the missing folder
         for path, doc_id in iter_document_paths(folder):
             if (document := read_document(path, doc_id)) is not None:
                 yield document
@@ -115,6 +113,8 @@ def _split_collection(
                 "passages": len(passages) - first,
             }
         )
+    if not documents and isinstance(source, (str, os.PathLike)):
+        raise no_documents(Path(source))
     if not documents:
         raise EmptyCorpus("no documents to index: give a folder of .txt, .md or .html files, or a list of qa.Document")
     if not passages:
@@ -199,6 +199,8 @@ class Index:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive whole number; got {batch_size!r}")
         resolve_index_type(index_type, 0)  # reject an unknown type before any work
+        if isinstance(source, (str, os.PathLike)) and not Path(source).is_dir():
+            load_folder(source)  # raises EmptyCorpus naming the missing folder
         encoder = Encoder(model)
         if previous is not None and previous.manifest["model"] != encoder.name:
             previous = None  # vectors of another model cannot be reused

@@ -1,0 +1,98 @@
+"""Reading a folder of documents: formats, ids, titles, and files that cannot be read."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from qa.documents import Document, html_to_text, load_folder
+from qa.errors import EmptyCorpus
+from tests.conftest import CORPUS
+
+
+def test_bundled_article_keeps_its_words_title_and_headings() -> None:
+    (document,) = load_folder(CORPUS)
+    assert document.id == "putin-bush-pakistan-nuclear.md"
+    assert document.title == "Putin and Bush on Pakistan’s Nuclear Proliferation"
+    for heading in ("Background", "The Global Impact", "Reactions from the World Stage", "What Comes Next?"):
+        assert f"\n## {heading}\n" in document.text
+    source = (CORPUS.parent.parent / "shared" / "article" / "000_83e50c3c2d17d644.txt").resolve()
+    if source.exists():  # the article as given: every word is kept, in order
+        words = [w for w in document.text.split() if not w.startswith("#")]
+        assert words[-len(source.read_text(encoding="utf-8").split()) :] == source.read_text(encoding="utf-8").split()
+
+
+def test_folder_reads_txt_md_html_recursively_with_ids_and_titles(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("Plain text here.", encoding="utf-8")
+    (tmp_path / "sub" / "b.md").write_text("# Bee Title\n\nMarkdown body.", encoding="utf-8")
+    (tmp_path / "c.html").write_text(
+        "<html><head><title>Sea</title><style>p{color:red}</style></head><body><h2>Part</h2>"
+        "<p>Visible &amp; kept.</p><script>var hidden = 1;</script><ul><li>one</li><li>two</li></ul></body></html>",
+        encoding="utf-8",
+    )
+    (tmp_path / "ignored.pdf").write_bytes(b"%PDF")
+    documents = {d.id: d for d in load_folder(tmp_path)}
+    assert sorted(documents) == ["a.txt", "c.html", "sub/b.md"]
+    assert documents["a.txt"].title == "a"
+    assert documents["sub/b.md"].title == "Bee Title"
+    html = documents["c.html"]
+    assert html.title == "Sea"
+    assert html.text == "## Part\n\nVisible & kept.\n\n- one\n- two\n"
+    assert "hidden" not in html.text and "color" not in html.text
+
+
+def test_html_scripts_styles_and_markup_are_dropped() -> None:
+    text, title = html_to_text("<p>Hi <b>there</b><script>alert(1)</script><style>x{}</style><!-- c --></p>")
+    assert (text, title) == ("Hi there\n", "")
+
+
+def test_unreadable_files_are_skipped_with_a_warning_naming_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "good.md").write_text("Good text.", encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "blank.md").write_text("  \n\n ", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
+    (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    with caplog.at_level(logging.WARNING, logger="qa"):
+        documents = load_folder(tmp_path)
+    assert [d.id for d in documents] == ["good.md"]
+    log = caplog.text
+    for name, why in [
+        ("empty.txt", "no text"),
+        ("blank.md", "no text"),
+        ("latin1.txt", "not UTF-8"),
+        ("binary.txt", "binary"),
+    ]:
+        assert re.search(rf"skipped \S*{re.escape(name)}: .*{why}", log), (name, log)
+
+
+def test_missing_folder_and_folder_without_documents_raise_empty_corpus(tmp_path: Path) -> None:
+    with pytest.raises(EmptyCorpus, match="does not exist or is not a folder"):
+        load_folder(tmp_path / "nope")
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    with pytest.raises(EmptyCorpus, match="has no readable documents: add UTF-8 .txt, .md or .html files"):
+        load_folder(tmp_path)
+
+
+def test_links_leaving_the_folder_and_link_loops_are_skipped(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("Secret outside.", encoding="utf-8")
+    corpus = tmp_path / "corpus"
+    (corpus / "inner").mkdir(parents=True)
+    (corpus / "inner" / "doc.md").write_text("Inside text.", encoding="utf-8")
+    os.symlink(outside, corpus / "escape")
+    os.symlink(outside / "secret.md", corpus / "secret-link.md")
+    os.symlink(corpus, corpus / "inner" / "loop")
+    assert [d.id for d in load_folder(corpus)] == ["inner/doc.md"]
+
+
+def test_document_rejects_a_bad_id() -> None:
+    with pytest.raises(ValueError, match="non-empty string id"):
+        Document(id=" ", text="x")

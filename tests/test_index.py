@@ -1,0 +1,232 @@
+"""Index: build, search, save, load, and what happens with bad input or a damaged index."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qa
+from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
+from qa.storage import FORMAT_VERSION
+
+QUESTION = "Which treaty has Pakistan not joined?"
+
+
+def test_npt_question_finds_the_npt_passage_first(article_index: qa.Index) -> None:
+    for mode in ("hybrid", "dense"):
+        hit = article_index.search(QUESTION, k=3, mode=mode)[0]
+        assert "not a signatory to the NPT" in hit.text, mode
+        assert hit.section == "The Global Impact"
+
+
+def test_hits_carry_passage_fields_ranks_and_highlight(article_index: qa.Index) -> None:
+    hits = article_index.search(QUESTION, k=3)
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    top = hits[0]
+    document = (Path(article_index.corpus or "") / top.doc_id).read_text(encoding="utf-8")
+    assert document[top.start : top.end] == top.text
+    assert top.title == "Putin and Bush on Pakistan’s Nuclear Proliferation"
+    assert top.highlighted_text.startswith("As Pakistan is not a signatory to the NPT")
+    record = top.to_dict()
+    assert {"text", "score", "rank", "doc_id", "title", "section", "start", "end", "highlights"} <= set(record)
+    json.dumps(record)
+
+
+def test_dense_scores_match_brute_force_numpy(article_index: qa.Index, encoder: qa.Index) -> None:
+    from qa.index import embedding_text
+
+    passages = article_index.passages
+    vectors = article_index._encoder.encode([embedding_text(p) for p in passages])
+    query = article_index._encoder.encode([QUESTION])[0]
+    expected = np.argsort(-(vectors @ query), kind="stable")[:5]
+    hits = article_index.search(QUESTION, k=5, mode="dense")
+    assert [h.passage.id for h in hits] == [passages[i].id for i in expected]
+    assert np.allclose([h.score for h in hits], np.sort(vectors @ query)[::-1][:5], atol=1e-5)
+
+
+def test_k_larger_than_the_index_returns_every_passage(article_index: qa.Index) -> None:
+    for mode in ("hybrid", "dense", "lexical"):
+        hits = article_index.search(QUESTION, k=1000, mode=mode)
+        assert len(hits) == len(article_index) and len({h.passage.id for h in hits}) == len(article_index)
+
+
+@pytest.mark.parametrize(
+    ("question", "k", "mode", "message"),
+    [
+        ("", 3, "hybrid", "the question is empty"),
+        ("   \n\t", 3, "hybrid", "the question is empty"),
+        ("\x00\x01", 3, "hybrid", "the question is empty"),
+        ("x" * 100_000, 3, "hybrid", "the question has 100,000 characters; ask in at most 2,000"),
+        (QUESTION, 0, "hybrid", "k must be a whole number of at least 1; got 0"),
+        (QUESTION, -2, "hybrid", "k must be a whole number of at least 1; got -2"),
+        (QUESTION, 3, "fuzzy", "mode must be one of hybrid, dense, lexical; got 'fuzzy'"),
+    ],
+)
+def test_bad_search_arguments_raise_value_error(
+    article_index: qa.Index, question: str, k: int, mode: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        article_index.search(question, k, mode=mode)
+
+
+def test_save_load_round_trip_gives_the_same_hits_and_scores(article_index: qa.Index, tmp_path: Path) -> None:
+    article_index.save(tmp_path / "copy")
+    loaded = qa.Index.load(tmp_path / "copy")
+    for mode in ("hybrid", "dense", "lexical"):
+        before = article_index.search("What did Putin fear?", k=5, mode=mode)
+        after = loaded.search("What did Putin fear?", k=5, mode=mode)
+        assert [(h.passage, h.score, h.highlights) for h in before] == [
+            (h.passage, h.score, h.highlights) for h in after
+        ]
+
+
+def test_manifest_records_what_built_the_index(article_index_path: Path) -> None:
+    manifest = json.loads((article_index_path / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["model"] == "all-MiniLM-L6-v2"
+    assert manifest["dim"] == 384
+    assert manifest["count"] == len(list((article_index_path / "passages.jsonl").open()))
+    assert manifest["chunking"] == {"max_words": qa.splitting.DEFAULT_MAX_WORDS, "overlap": 0, "max_tokens": 256}
+    assert manifest["corpus"]["path"] == "../corpus" and len(manifest["corpus"]["fingerprint"]) == 64
+    assert manifest["qa_version"] == qa.__version__ and manifest["created"].endswith("Z")
+    assert sorted(p.name for p in article_index_path.iterdir()) == [
+        "bm25",
+        "documents.jsonl",
+        "manifest.json",
+        "passages.jsonl",
+        "sentences.npy",
+        "vectors.faiss",
+    ]
+
+
+def test_build_from_documents_and_from_a_folder_agree(article_index: qa.Index) -> None:
+    document = qa.Document(
+        id="article.md",
+        text=(Path(article_index.corpus or "") / article_index.documents[0]["id"]).read_text(),
+        title="T",
+    )
+    index = qa.Index.build([document], progress=False)
+    assert [p.text for p in index.passages] == [p.text for p in article_index.passages]
+    assert index.passages[0].id == "article.md#0" and index.passages[0].title == "T"
+
+
+def test_build_rejects_bad_sources(tmp_path: Path) -> None:
+    with pytest.raises(EmptyCorpus, match="does not exist"):
+        qa.Index.build(tmp_path / "missing")
+    with pytest.raises(EmptyCorpus, match="has no readable documents"):
+        (tmp_path / "empty").mkdir()
+        qa.Index.build(tmp_path / "empty")
+    with pytest.raises(EmptyCorpus, match="no documents to index"):
+        qa.Index.build([])
+    with pytest.raises(EmptyCorpus, match="the documents have no text"):
+        qa.Index.build([qa.Document(id="a", text="   ")])
+    with pytest.raises(ValueError, match="two documents have the id 'a'"):
+        qa.Index.build([qa.Document(id="a", text="x."), qa.Document(id="a", text="y.")])
+    with pytest.raises(ValueError, match="index_type must be one of"):
+        qa.Index.build([qa.Document(id="a", text="x.")], index_type="tree")
+
+
+def test_stale_when_the_corpus_or_settings_change(writable_article: tuple[Path, Path]) -> None:
+    corpus, path = writable_article
+    index = qa.Index.load(path)
+    assert index.stale_reason() is None
+    assert index.stale_reason(max_words=7) == f"it was built with max_words={qa.splitting.DEFAULT_MAX_WORDS}, not 7"
+    assert "not 'other-model'" in (index.stale_reason(model="other-model") or "")
+    (corpus / "new.md").write_text("# New\n\nA new document about treaties.", encoding="utf-8")
+    assert index.stale_reason() == f"the documents in {corpus} have changed since it was built"
+
+
+def test_incremental_rebuild_embeds_only_changed_text_and_equals_a_full_rebuild(
+    writable_article: tuple[Path, Path],
+) -> None:
+    corpus, path = writable_article
+    old = qa.Index.load(path)
+    (corpus / "extra.md").write_text("# Extra\n\nGlaciers in Patagonia are retreating fast.", encoding="utf-8")
+    encoder = old._encoder
+    calls: list[int] = []
+    original = encoder.encode
+
+    def counting_encode(texts: list[str], **kwargs: object) -> np.ndarray:
+        calls.append(len(texts))
+        return original(texts, **kwargs)  # type: ignore[arg-type]
+
+    encoder.encode = counting_encode  # type: ignore[method-assign]
+    import qa.index as index_module
+
+    real_encoder = index_module.Encoder
+    index_module.Encoder = lambda model=None: encoder  # type: ignore[assignment,misc]
+    try:
+        updated = qa.Index.build(corpus, previous=old, progress=False)
+    finally:
+        index_module.Encoder = real_encoder  # type: ignore[misc]
+    assert sum(calls) == 2  # the new passage and its one sentence, nothing else
+    full = qa.Index.build(corpus, progress=False)
+    question = "Which glaciers are retreating?"
+    assert [(h.passage, round(h.score, 5)) for h in updated.search(question, 5)] == [
+        (h.passage, round(h.score, 5)) for h in full.search(question, 5)
+    ]
+    (corpus / "extra.md").unlink()
+    removed = qa.Index.build(corpus, previous=updated, progress=False)
+    assert all(p.doc_id != "extra.md" for p in removed.passages)
+
+
+def test_load_missing_index_says_how_to_build_one(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFound, match=re.escape(f"no index at {tmp_path / 'none'}: build one with `qa build")):
+        qa.Index.load(tmp_path / "none")
+
+
+def _damaged(article_index_path: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "damaged"
+    shutil.copytree(article_index_path, path)
+    return path
+
+
+def test_truncated_or_corrupted_faiss_file_is_reported(article_index_path: Path, tmp_path: Path) -> None:
+    path = _damaged(article_index_path, tmp_path)
+    data = (path / "vectors.faiss").read_bytes()
+    (path / "vectors.faiss").write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        IncompatibleIndex, match="vectors.faiss is missing, truncated or changed since it was saved; rebuild"
+    ):
+        qa.Index.load(path)
+    (path / "vectors.faiss").write_bytes(bytes(len(data)))
+    with pytest.raises(IncompatibleIndex, match="truncated or changed"):
+        qa.Index.load(path)
+
+
+def test_unknown_manifest_version_and_missing_fields_are_reported(article_index_path: Path, tmp_path: Path) -> None:
+    path = _damaged(article_index_path, tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(
+        IncompatibleIndex, match=re.escape(f"has index format 99; this qa reads format {FORMAT_VERSION}. Rebuild it")
+    ):
+        qa.Index.load(path)
+    del manifest["dim"], manifest["files"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleIndex, match="lacks dim, files; it was not written by qa or is damaged"):
+        qa.Index.load(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(IncompatibleIndex, match="is unreadable"):
+        qa.Index.load(path)
+
+
+def test_passage_count_disagreeing_with_faiss_is_reported(article_index_path: Path, tmp_path: Path) -> None:
+    path = _damaged(article_index_path, tmp_path)
+    lines = (path / "passages.jsonl").read_text().splitlines(keepends=True)
+    (path / "passages.jsonl").write_text("".join(lines[:-1]))
+    manifest = json.loads((path / "manifest.json").read_text())
+    from qa.index import _file_record
+
+    manifest["files"]["passages.jsonl"] = _file_record(path / "passages.jsonl")  # as if written so
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        IncompatibleIndex, match=r"inconsistent: the manifest says \d+ passages, the FAISS file holds \d+"
+    ):
+        qa.Index.load(path)
