@@ -131,6 +131,62 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slice(text: str) -> slice:
+    """``"24:"`` → ``slice(24, None)``: which SQuAD articles to evaluate."""
+    try:
+        parts = [int(p) if p else None for p in text.split(":")]
+    except ValueError:
+        raise ValueError(f"--articles takes START:END (e.g. 0:24 or 24:); got {text!r}") from None
+    if len(parts) == 1 and parts[0] is not None:
+        return slice(parts[0], parts[0] + 1)
+    if len(parts) != 2:
+        raise ValueError(f"--articles takes START:END (e.g. 0:24 or 24:); got {text!r}")
+    return slice(parts[0], parts[1])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from qa import evaluation
+
+    if not args.squad and not args.beir:
+        raise ValueError("give --squad FILE (SQuAD v1.1 JSON) and/or --beir DIR (corpus.jsonl, queries.jsonl, qrels/)")
+    modes = args.modes.split(",")
+    options = {"max_words": args.max_words, "overlap": args.overlap}
+    report: dict[str, object] = {"modes": modes, "build": options}
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if args.squad:
+        squad = evaluation.evaluate_squad(
+            args.squad,
+            modes=modes,
+            articles=_slice(args.articles),
+            max_questions=args.max_questions,
+            build_options=options,
+            progress=False if args.quiet else None,
+        )
+        report["squad"] = {"file": str(args.squad), "articles": args.articles, "results": squad}
+        print(f"SQuAD {args.squad} (articles {args.articles})\n")
+        print(evaluation.squad_table(squad) + "\n")
+        if out:
+            evaluation.plot_hits(squad, out / "squad-hits.png")
+    if args.beir:
+        beir = evaluation.evaluate_beir(
+            args.beir,
+            split=args.split,
+            modes=modes,
+            max_queries=args.max_questions,
+            build_options=options,
+            progress=False if args.quiet else None,
+        )
+        report["beir"] = {"folder": str(args.beir), "split": args.split, "results": beir}
+        print(f"BEIR {args.beir} ({args.split} queries)\n")
+        print(evaluation.beir_table(beir) + "\n")
+    if out:
+        (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out / 'eval.json'}" + (f" and {out / 'squad-hits.png'}" if args.squad else ""))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ui.app import serve
 
@@ -176,6 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("-i", "--index", help="the index folder (default: $QA_INDEX or index/)")
     info.add_argument("--json", action="store_true", help="the manifest as JSON")
     info.set_defaults(handler=cmd_info)
+
+    evaluate = commands.add_parser(
+        "eval", help="measure retrieval on SQuAD v1.1 and/or BEIR data, every mode side by side"
+    )
+    evaluate.add_argument("--squad", help="a SQuAD v1.1 JSON file (e.g. dev-v1.1.json)")
+    evaluate.add_argument("--beir", help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
+    evaluate.add_argument("--split", default="test", help="BEIR qrels split (default test)")
+    evaluate.add_argument("--articles", default=":", help="SQuAD articles START:END (default all)")
+    evaluate.add_argument("--max-questions", type=int, default=None, help="evaluate only the first N questions")
+    evaluate.add_argument("--modes", default="hybrid,dense,lexical", help="comma-separated modes")
+    evaluate.add_argument("--max-words", type=int, default=None, help="most words in a passage")
+    evaluate.add_argument("--overlap", type=int, default=None, help="sentences a passage repeats")
+    evaluate.add_argument("-o", "--out", help="folder for eval.json and squad-hits.png")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=cmd_eval)
 
     serve = commands.add_parser("serve", help="start the web app")
     serve.add_argument("-i", "--index", help="the index folder (default: $QA_INDEX or index/)")

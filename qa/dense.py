@@ -1,7 +1,12 @@
-"""The FAISS index of passage vectors: exact for small collections, approximate for large ones."""
+"""The FAISS index of passage vectors: exact for small collections, approximate for large ones.
+
+The defaults below were chosen by measurement (``python -m bench index-types``; figures in
+``bench/results/latest.md``) on 384-dimensional vectors on a 2-core machine.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,14 +15,35 @@ INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 AUTO_EXACT_LIMIT = 200_000
 """Below this many passages ``auto`` searches exactly: a flat scan is still fast there and has full recall."""
 
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
-IVFPQ_PQ_M = 48  # 48 one-byte codes + an 8-byte id: 56 bytes a vector
-IVFPQ_NPROBE = 32
+IVFPQ_MIN_COUNT = 1_000
+"""IVF-PQ learns its lists and codebooks from the collection; fewer vectors than this cannot train them."""
+
+
+@dataclass(frozen=True)
+class HNSWConfig:
+    """A graph index: ``m`` links a vector, ``ef_construction`` and ``ef_search`` candidates explored."""
+
+    m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+
+
+@dataclass(frozen=True)
+class IVFPQConfig:
+    """Inverted lists of product-quantised codes.
+
+    ``pq_m`` one-byte codes a vector (lowered to a divisor of the dimension), ``nlist = lists_per_sqrt * sqrt(count)``
+    lists trained on ``train_per_list`` vectors each, ``nprobe`` lists scanned a query.
+    """
+
+    pq_m: int = 48
+    nprobe: int = 32
+    lists_per_sqrt: float = 4.0
+    train_per_list: int = 256
 
 
 def resolve_index_type(index_type: str, count: int) -> str:
+    """The index type to build for ``count`` vectors: ``auto`` becomes exact below ``AUTO_EXACT_LIMIT``."""
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index_type must be one of {', '.join(INDEX_TYPES)}; got {index_type!r}")
     if index_type == "auto":
@@ -25,8 +51,14 @@ def resolve_index_type(index_type: str, count: int) -> str:
     return index_type
 
 
-def build_dense_index(vectors: np.ndarray, index_type: str) -> tuple[Any, dict[str, Any]]:
-    """Index unit-length ``vectors`` for inner-product search; return the index and its parameters."""
+def build_dense_index(
+    vectors: np.ndarray, index_type: str, *, hnsw: HNSWConfig | None = None, ivfpq: IVFPQConfig | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Index unit-length ``vectors`` for inner-product search; return the index and its parameters.
+
+    Raises:
+        ValueError: An unknown ``index_type``, or ``ivfpq`` for fewer than ``IVFPQ_MIN_COUNT`` vectors.
+    """
     import faiss
 
     count, dim = vectors.shape
@@ -36,27 +68,45 @@ def build_dense_index(vectors: np.ndarray, index_type: str) -> tuple[Any, dict[s
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-        params.update(M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, ef_search=HNSW_EF_SEARCH)
+        config = hnsw or HNSWConfig()
+        index = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        index.hnsw.efSearch = config.ef_search
+        params.update(M=config.m, ef_construction=config.ef_construction, ef_search=config.ef_search)
     else:
-        if count < 1_000:
-            raise ValueError(
-                f"ivfpq needs at least 1,000 passages to train on; this collection has {count}. "
-                "Use index_type='flat' (or 'auto')"
-            )
-        nlist = int(min(4 * np.sqrt(count), count // 39))
-        pq_m = IVFPQ_PQ_M if dim % IVFPQ_PQ_M == 0 else 1
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).permutation(count)[: min(count, 256 * nlist)]]
-        index.train(sample)
-        index.nprobe = min(IVFPQ_NPROBE, nlist)
-        params.update(nlist=nlist, pq_m=pq_m, nbits=8, nprobe=index.nprobe)
+        index, ivf_params = _ivfpq(vectors, ivfpq or IVFPQConfig())
+        params.update(ivf_params)
     if count:
         index.add(vectors)
     return index, params
+
+
+def _ivfpq(vectors: np.ndarray, config: IVFPQConfig) -> tuple[Any, dict[str, Any]]:
+    import faiss
+
+    count, dim = vectors.shape
+    if count < IVFPQ_MIN_COUNT:
+        raise ValueError(
+            f"ivfpq needs at least {IVFPQ_MIN_COUNT:,} passages to train on; this collection has {count:,}. "
+            "Use index_type='flat' (or 'auto')"
+        )
+    # Each code byte covers dim / pq_m dimensions, so pq_m must divide dim: the nearest such below it.
+    pq_m = max(m for m in range(1, min(config.pq_m, dim) + 1) if dim % m == 0)
+    # k-means wants about 39 training points a centroid: fewer lists than that on small collections.
+    nlist = max(1, int(min(config.lists_per_sqrt * np.sqrt(count), count // 39)))
+    # A codebook of 256 entries needs about 10,000 points; a small collection gets fewer bits a code.
+    nbits = int(min(8, np.log2(count / 39)))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+    index.cp.min_points_per_centroid = 1  # sizes above are chosen to train well; no warnings on stderr
+    index.pq.cp.min_points_per_centroid = 1
+    train = min(count, max(config.train_per_list * nlist, 1 << nbits << 6))
+    sample = vectors[np.sort(np.random.default_rng(0).permutation(count)[:train])]
+    index.train(sample)
+    index.nprobe = min(config.nprobe, nlist)
+    # Hybrid search reads candidates' vectors back by id; IVF lists need a direct map to find them.
+    index.make_direct_map()
+    return index, {"nlist": nlist, "pq_m": pq_m, "nbits": nbits, "nprobe": index.nprobe}
 
 
 def configure_search(index: Any, params: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,10 @@ def _model_location(name: str) -> str:
 
 
 _load_lock = threading.Lock()
+_query_lock = threading.Lock()
+_query_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+QUERY_CACHE_SIZE = 20_000
+"""Questions whose vectors are kept: a repeated question (or one asked in several modes) is not embedded again."""
 
 
 @functools.cache
@@ -50,7 +55,7 @@ def _load(name: str) -> SentenceTransformer:
 
     # transformers draws a bar while it reads the weights; qa's stderr is for qa's progress and errors.
     bar_was_on = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         return SentenceTransformer(_model_location(name), device="cpu")
     except (OSError, ValueError) as error:
@@ -60,7 +65,7 @@ def _load(name: str) -> SentenceTransformer:
         ) from error
     finally:
         if bar_was_on:
-            transformers_logging.enable_progress_bar()
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 class Encoder:
@@ -93,6 +98,34 @@ class Encoder:
         """The model's tokens for ``text``, special tokens included."""
         tokenizer: Any = self.model.tokenizer
         return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
+    def encode_query(self, question: str) -> np.ndarray:
+        """The vector of one question, from the cache when it was asked before."""
+        key = (self.name, question)
+        with _query_lock:
+            if (cached := _query_vectors.get(key)) is not None:
+                _query_vectors.move_to_end(key)
+                return cached
+        vectors = self.encode([question])
+        self._remember([key], vectors)
+        vector: np.ndarray = vectors[0]
+        return vector
+
+    def warm_queries(self, questions: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        """Embed many questions in batches ahead of asking them (much faster than one at a time)."""
+        todo = list(dict.fromkeys(q for q in questions if (self.name, q) not in _query_vectors))
+        for begin in range(0, len(todo), QUERY_CACHE_SIZE):
+            chunk = todo[begin : begin + QUERY_CACHE_SIZE]
+            self._remember([(self.name, q) for q in chunk], self.encode(chunk, batch_size=batch_size))
+
+    @staticmethod
+    def _remember(keys: list[tuple[str, str]], vectors: np.ndarray) -> None:
+        vectors.setflags(write=False)  # shared between callers: nobody may change it
+        with _query_lock:
+            for key, vector in zip(keys, vectors, strict=True):
+                _query_vectors[key] = vector
+            while len(_query_vectors) > QUERY_CACHE_SIZE:
+                _query_vectors.popitem(last=False)
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False

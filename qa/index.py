@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,13 @@ from qa.retrieval import (
     fuse,
     top_indices,
 )
-from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, passage_sentences, split_document
+from qa.splitting import (
+    DEFAULT_MAX_WORDS,
+    DEFAULT_OVERLAP,
+    acronym_definitions,
+    passage_sentences,
+    split_document,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,12 @@ def embedding_text(passage: Passage) -> str:
     return f"{context}\n{passage.text}" if context else passage.text
 
 
+def lexical_text(text: str, acronyms: dict[str, str]) -> str:
+    """What BM25 counts: the text, plus the long form of each acronym it uses ("NPT" also counts as "treaty")."""
+    extra = [long for short, long in acronyms.items() if long not in text and re.search(rf"\b{short}\b", text)]
+    return " ".join([text, *extra])
+
+
 def _content_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -62,6 +75,8 @@ class _Split:
     sentences: list[list[tuple[int, int]]]
     documents: list[dict[str, Any]]
     fingerprint: str
+    acronyms: list[dict[str, str]]
+    """Per passage, the acronyms it uses that its document defines, with their long forms."""
 
 
 def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterator[Document]:
@@ -82,6 +97,7 @@ def _split_collection(
 ) -> _Split:
     passages: list[Passage] = []
     sentences: list[list[tuple[int, int]]] = []
+    acronyms: list[dict[str, str]] = []
     documents: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     max_tokens = encoder.max_tokens - 2  # the model adds [CLS] and [SEP]
@@ -97,6 +113,7 @@ def _split_collection(
             count_tokens=lambda text: encoder.count_tokens(text) - 2,
         )
         first = len(passages)
+        defined = acronym_definitions(document.text)
         for ordinal, span in enumerate(spans):
             text = document.text[span.start : span.end]
             passages.append(
@@ -105,6 +122,7 @@ def _split_collection(
                 )
             )
             sentences.append(passage_sentences(text))
+            acronyms.append({short: long for short, long in defined.items() if re.search(rf"\b{short}\b", text)})
         documents.append(
             {
                 "id": document.id,
@@ -122,7 +140,7 @@ def _split_collection(
     digest = hashlib.sha256()
     for doc in sorted(documents, key=lambda d: d["id"]):
         digest.update(f"{doc['id']}\0{doc['title']}\0{doc['sha256']}\n".encode("utf-8", "surrogatepass"))
-    return _Split(passages, sentences, documents, digest.hexdigest())
+    return _Split(passages, sentences, documents, digest.hexdigest(), acronyms)
 
 
 class Index:
@@ -142,6 +160,7 @@ class Index:
         *,
         passages: list[Passage],
         sentences: list[list[tuple[int, int]]],
+        acronyms: list[dict[str, str]],
         sentence_vectors: np.ndarray,
         dense: Any,
         lexical: LexicalIndex,
@@ -152,6 +171,7 @@ class Index:
     ) -> None:
         self.passages = passages
         self._sentences = sentences
+        self._acronyms = acronyms
         self._sentence_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
         self._sentence_vectors = sentence_vectors
         self._dense = dense
@@ -208,7 +228,9 @@ class Index:
         show = sys.stderr.isatty() if progress is None else progress
         passage_vectors, sentence_vectors = _embed(split, encoder, batch_size, show, previous)
         dense, dense_params = build_dense_index(passage_vectors, index_type)
-        lexical = LexicalIndex.build([embedding_text(p) for p in split.passages])
+        lexical = LexicalIndex.build(
+            [lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)]
+        )
         corpus = Path(source).resolve() if isinstance(source, (str, os.PathLike)) else None
         manifest: dict[str, Any] = {
             "format_version": storage.FORMAT_VERSION,
@@ -234,6 +256,7 @@ class Index:
         return cls(
             passages=split.passages,
             sentences=split.sentences,
+            acronyms=split.acronyms,
             sentence_vectors=sentence_vectors,
             dense=dense,
             lexical=lexical,
@@ -254,8 +277,8 @@ class Index:
         def write(folder: Path) -> None:
             faiss.write_index(self._dense, str(folder / storage.VECTORS))
             with open(folder / storage.PASSAGES, "w", encoding="utf-8") as out:
-                for passage, sentences in zip(self.passages, self._sentences, strict=True):
-                    record = passage.to_dict() | {"sentences": [list(s) for s in sentences]}
+                for passage, sentences, acronyms in zip(self.passages, self._sentences, self._acronyms, strict=True):
+                    record = passage.to_dict() | {"sentences": [list(s) for s in sentences], "acronyms": acronyms}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
             with open(folder / "documents.jsonl", "w", encoding="utf-8") as out:
                 for document in self.documents:
@@ -335,7 +358,7 @@ class Index:
             dense = faiss.read_index(str(folder / storage.VECTORS))
             lexical = LexicalIndex.load(folder / storage.LEXICAL)
             sentence_vectors = np.load(folder / storage.SENTENCE_VECTORS, allow_pickle=False)
-            passages, sentences = _read_passages(folder / storage.PASSAGES)
+            passages, sentences, acronyms = _read_passages(folder / storage.PASSAGES)
             documents = [
                 json.loads(line) for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines()
             ]
@@ -356,6 +379,7 @@ class Index:
         index = cls(
             passages=passages,
             sentences=sentences,
+            acronyms=acronyms,
             sentence_vectors=sentence_vectors,
             dense=dense,
             lexical=lexical,
@@ -423,7 +447,7 @@ class Index:
         question = check_question(question)
         k = check_k(k)
         mode = check_mode(mode)
-        query = self._encoder.encode([question])[0]
+        query = self._encoder.encode_query(question)
         count = len(self.passages)
         pool = min(count, max(k, CANDIDATES))
         if mode == "dense":
@@ -435,7 +459,7 @@ class Index:
         else:
             found = self._hybrid(question, query, k, pool)
         return [
-            Hit(self.passages[i], score, rank, self._highlights(i, query))
+            Hit(self.passages[i], score, rank, self._highlights(i, query, question))
             for rank, (i, score) in enumerate(found, start=1)
         ]
 
@@ -470,11 +494,14 @@ class Index:
             known.update({_content_key(embedding_text(p)): v for p, v in zip(self.passages, vectors, strict=True)})
         return known
 
-    def _highlights(self, passage: int, query: np.ndarray) -> tuple[tuple[int, int], ...]:
+    def _highlights(self, passage: int, query: np.ndarray, question: str) -> tuple[tuple[int, int], ...]:
         sentences = self._sentences[passage]
         if not sentences:
             return ()
-        return (sentences[best_sentence(self._sentence_scores(passage, query))],)
+        text = self.passages[passage].text
+        acronyms = self._acronyms[passage]
+        lexical = self._lexical.text_scores(question, [lexical_text(text[s:e], acronyms) for s, e in sentences])
+        return (sentences[best_sentence(self._sentence_scores(passage, query), lexical)],)
 
 
 def corpus_change(manifest: dict[str, Any], folder: Path) -> str | None:
@@ -504,15 +531,17 @@ def _file_record(path: Path) -> dict[str, Any] | None:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def _read_passages(path: Path) -> tuple[list[Passage], list[list[tuple[int, int]]]]:
+def _read_passages(path: Path) -> tuple[list[Passage], list[list[tuple[int, int]]], list[dict[str, str]]]:
     passages: list[Passage] = []
     sentences: list[list[tuple[int, int]]] = []
+    acronyms: list[dict[str, str]] = []
     with open(path, encoding="utf-8") as lines:
         for line in lines:
             record = json.loads(line)
             sentences.append([(int(s), int(e)) for s, e in record.pop("sentences")])
+            acronyms.append({str(k): str(v) for k, v in record.pop("acronyms").items()})
             passages.append(Passage(**record))
-    return passages, sentences
+    return passages, sentences, acronyms
 
 
 def _embed(

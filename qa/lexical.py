@@ -10,7 +10,9 @@ import numpy as np
 
 # The tokenisation is part of the index format: a query must be cut as the passages were.
 TOKENIZATION = {"lower": True, "stopwords": "en", "stemmer": "english", "token_pattern": r"(?u)\b\w+\b"}
-BM25_PARAMS = {"k1": 1.2, "b": 0.75, "method": "lucene"}
+BM25_K1 = 1.2
+BM25_B = 0.75
+BM25_PARAMS = {"k1": BM25_K1, "b": BM25_B, "method": "lucene"}
 
 
 def _stem_words() -> Any:
@@ -45,7 +47,7 @@ class LexicalIndex:
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
         import bm25s
 
-        bm25 = bm25s.BM25(k1=BM25_PARAMS["k1"], b=BM25_PARAMS["b"], method=BM25_PARAMS["method"])
+        bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
         bm25.index(tokenize(texts), show_progress=False)
         return cls(bm25)
 
@@ -60,6 +62,28 @@ class LexicalIndex:
         if not words:
             return np.zeros(self.count, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
+
+    def text_scores(self, question: str, texts: Sequence[str]) -> np.ndarray:
+        """BM25 of a few short texts (a passage's sentences) for ``question``, with the index's word weights."""
+        words = set(tokenize([question])[0]) & self._bm25.vocab_dict.keys()
+        scores = np.zeros(len(texts), dtype=np.float32)
+        if not words or not texts:
+            return scores
+        indptr = self._bm25.scores["indptr"]
+        idf = {}
+        for word in words:
+            column = self._bm25.vocab_dict[word]
+            frequency = int(indptr[column + 1] - indptr[column])
+            idf[word] = np.log(1 + (self.count - frequency + 0.5) / (frequency + 0.5))
+        tokenized = tokenize(texts)
+        average = max(float(np.mean([len(t) for t in tokenized])), 1.0)
+        k1, b = BM25_K1, BM25_B
+        for i, tokens in enumerate(tokenized):
+            norm = k1 * (1 - b + b * len(tokens) / average)
+            for word in words:
+                if tf := tokens.count(word):
+                    scores[i] += idf[word] * tf * (k1 + 1) / (tf + norm)
+        return scores
 
     def save(self, folder: Path) -> None:
         self._bm25.save(str(folder), show_progress=False)

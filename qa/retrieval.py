@@ -19,7 +19,7 @@ MAX_QUESTION_CHARS = 2_000
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """How much each signal counts in hybrid mode, after each is scaled to [0, 1] over the candidates."""
+    """How much each signal counts in hybrid mode: the passage's and its best sentence's cosine, and BM25."""
 
     passage: float = 1.0
     sentence: float = 1.0
@@ -66,11 +66,9 @@ def top_indices(scores: np.ndarray, count: int) -> np.ndarray:
     return part[order].astype(np.int64)
 
 
-def _scaled(values: np.ndarray) -> np.ndarray:
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-9:
-        return np.ones_like(values) if high > 0 else np.zeros_like(values)
-    return (values - low) / (high - low)
+def _standardized(values: np.ndarray) -> np.ndarray:
+    spread = float(values.std())
+    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
 
 
 def fuse(
@@ -79,14 +77,23 @@ def fuse(
     lexical_scores: np.ndarray,
     weights: FusionWeights = DEFAULT_WEIGHTS,
 ) -> np.ndarray:
-    """Hybrid score of each candidate: a weighted sum of its signals, each min-max scaled over the candidates."""
+    """Hybrid score of each candidate: a weighted sum of its signals, each standardised over the candidates.
+
+    Standardising (z-scores) puts cosine similarities and unbounded BM25 scores on one scale; it measured
+    a little better than min-max scaling and much better than raw scores on SQuAD (README).
+    """
     return (
-        weights.passage * _scaled(passage_scores)
-        + weights.sentence * _scaled(sentence_scores)
-        + weights.lexical * _scaled(lexical_scores)
+        weights.passage * _standardized(passage_scores)
+        + weights.sentence * _standardized(sentence_scores)
+        + weights.lexical * _standardized(lexical_scores)
     ).astype(np.float32)
 
 
-def best_sentence(sentence_scores: np.ndarray) -> int:
-    """Index of the sentence that answers best (the first of equals)."""
-    return int(np.argmax(sentence_scores))
+HIGHLIGHT_LEXICAL_WEIGHT = 2.0
+"""Sentence BM25 counts twice the sentence's embedding similarity: measured best on SQuAD (README)."""
+
+
+def best_sentence(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> int:
+    """Index of the sentence that answers best: meaning and shared words, each standardised within the passage."""
+    combined = _standardized(dense_scores) + HIGHLIGHT_LEXICAL_WEIGHT * _standardized(lexical_scores)
+    return int(np.argmax(combined))

@@ -346,3 +346,46 @@ def passage_sentences(text: str) -> list[tuple[int, int]]:
         begin = match.end()
     spans.extend(sentence_spans(text, begin, len(text)))
     return spans
+
+
+_DEFINITION = re.compile(r"((?:[A-Z][\w’'-]*[ \t]+(?:(?:of|for|and|the|on|in)[ \t]+)?){1,7})\(([A-Z][A-Za-z]{1,9})\)")
+
+
+def acronym_definitions(text: str) -> dict[str, str]:
+    """Acronyms a document defines, as in "the Nuclear Non-Proliferation Treaty (NPT)": ``{"NPT": "Nuclear ..."}``.
+
+    A later passage that says only "NPT" can then be found by the words of its long form.
+    """
+    found: dict[str, str] = {}
+    for match in _DEFINITION.finditer(text):
+        words, acronym = match.group(1).split(), match.group(2)
+        capitals = [part[0] for word in words for part in re.split(r"[-’']", word) if part and part[0].isupper()]
+        # Keep the shortest tail of the capitalised words whose initials spell the acronym.
+        letters = [c for c in acronym if c.isupper()]
+        for size in range(len(letters), len(capitals) + 1):
+            if capitals[-size:] and _spells(capitals[-size:], letters):
+                long_form = _tail_words(words, size)
+                found.setdefault(acronym, long_form)
+                break
+    return found
+
+
+def _spells(initials: list[str], letters: list[str]) -> bool:
+    """Whether ``letters`` is a subsequence of ``initials`` that starts with the first initial."""
+    if not initials or initials[0] != letters[0]:
+        return False
+    position = 0
+    for initial in initials:
+        if position < len(letters) and initial == letters[position]:
+            position += 1
+    return position == len(letters)
+
+
+def _tail_words(words: list[str], capitals: int) -> str:
+    seen, kept = 0, []
+    for word in reversed(words):
+        kept.append(word)
+        seen += sum(1 for part in re.split(r"[-’']", word) if part and part[0].isupper())
+        if seen >= capitals:
+            break
+    return " ".join(reversed(kept))

@@ -76,7 +76,7 @@ def test_missing_folder_and_folder_without_documents_raise_empty_corpus(tmp_path
     with pytest.raises(EmptyCorpus, match="does not exist or is not a folder"):
         load_folder(tmp_path / "nope")
     (tmp_path / "notes.pdf").write_bytes(b"%PDF")
-    with pytest.raises(EmptyCorpus, match="has no readable documents: add UTF-8 .txt, .md or .html files"):
+    with pytest.raises(EmptyCorpus, match=re.escape("has no readable documents: add UTF-8 .txt, .md or .html files")):
         load_folder(tmp_path)
 
 

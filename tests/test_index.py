@@ -192,7 +192,7 @@ def test_truncated_or_corrupted_faiss_file_is_reported(article_index_path: Path,
     data = (path / "vectors.faiss").read_bytes()
     (path / "vectors.faiss").write_bytes(data[: len(data) // 2])
     with pytest.raises(
-        IncompatibleIndex, match="vectors.faiss is missing, truncated or changed since it was saved; rebuild"
+        IncompatibleIndex, match=re.escape("vectors.faiss is missing, truncated or changed since it was saved; rebuild")
     ):
         qa.Index.load(path)
     (path / "vectors.faiss").write_bytes(bytes(len(data)))

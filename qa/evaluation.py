@@ -1,0 +1,239 @@
+"""Measuring retrieval: SQuAD v1.1 (does a top passage contain the answer?) and BEIR (nDCG@10, recall@100).
+
+SQuAD articles are indexed as whole documents, split by qa's own splitter, not as the gold paragraphs:
+what is measured is what a user of qa gets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qa.documents import Document
+from qa.index import Index
+from qa.retrieval import MODES
+
+HIT_KS = (1, 3, 5, 10)
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    article: int
+    question: str
+    answers: tuple[str, ...]
+
+
+def load_squad(path: str | os.PathLike[str]) -> tuple[list[Document], list[SquadQuestion]]:
+    """Each article as one document (paragraphs joined by blank lines) and every question with its answers."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} is not a SQuAD v1.1 JSON file ({error}); give dev-v1.1.json") from error
+    documents, questions = [], []
+    for number, article in enumerate(data):
+        text = "\n\n".join(paragraph["context"].strip() for paragraph in article["paragraphs"])
+        documents.append(Document(id=article["title"], text=text, title=article["title"].replace("_", " ")))
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                answers = tuple(sorted({a["text"] for a in qa["answers"]}))
+                questions.append(SquadQuestion(number, qa["question"], answers))
+    return documents, questions
+
+
+def load_beir(
+    folder: str | os.PathLike[str], split: str = "test"
+) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
+    """A BEIR data set: documents, queries by id (those judged in ``split``), and relevance judgements."""
+    folder = Path(folder)
+    qrels_file = folder / "qrels" / f"{split}.tsv"
+    for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file):
+        if not needed.is_file():
+            raise ValueError(
+                f"{needed} is missing: a BEIR folder has corpus.jsonl, queries.jsonl and qrels/{split}.tsv"
+            )
+    documents = []
+    with open(folder / "corpus.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            title = record.get("title") or ""
+            documents.append(Document(id=str(record["_id"]), text=record.get("text") or title, title=title))
+    qrels: dict[str, dict[str, int]] = {}
+    for row in qrels_file.read_text(encoding="utf-8").splitlines()[1:]:
+        query_id, doc_id, score = row.split("\t")
+        qrels.setdefault(query_id, {})[doc_id] = int(score)
+    queries = {}
+    with open(folder / "queries.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if str(record["_id"]) in qrels:
+                queries[str(record["_id"])] = record["text"]
+    return documents, queries, qrels
+
+
+@dataclass
+class SquadScores:
+    """Accumulates hit@k, MRR@10 and how often the highlight holds the answer."""
+
+    hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(HIT_KS, 0))
+    reciprocal_ranks: float = 0.0
+    highlight_hits: int = 0
+    highlight_cases: int = 0
+    questions: int = 0
+
+    def add(self, hit_texts: Sequence[str], highlights: Sequence[str], answers: Sequence[str]) -> None:
+        self.questions += 1
+        rank = next((r for r, text in enumerate(hit_texts[:10], 1) if any(a in text for a in answers)), None)
+        if rank is not None:
+            self.reciprocal_ranks += 1 / rank
+            for k in HIT_KS:
+                self.hits[k] += rank <= k
+        if hit_texts and any(a in hit_texts[0] for a in answers):
+            self.highlight_cases += 1
+            self.highlight_hits += any(a in highlights[0] for a in answers)
+
+    def summary(self) -> dict[str, float]:
+        n = max(self.questions, 1)
+        return {
+            **{f"hit@{k}": self.hits[k] / n for k in HIT_KS},
+            "mrr@10": self.reciprocal_ranks / n,
+            "highlight": self.highlight_hits / max(self.highlight_cases, 1),
+            "questions": self.questions,
+        }
+
+
+def evaluate_squad(
+    path: str | os.PathLike[str],
+    *,
+    modes: Sequence[str] = MODES,
+    articles: slice = slice(None),
+    max_questions: int | None = None,
+    settings: Sequence[str] = ("per-article", "pooled"),
+    build_options: dict[str, Any] | None = None,
+    progress: bool | None = False,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """hit@k, MRR@10 and highlight rate per mode, with each article its own index and all in one.
+
+    Returns:
+        ``{setting: {mode: {metric: value}}}``.
+    """
+    documents, questions = load_squad(path)
+    chosen = set(range(len(documents))[articles])
+    documents = [d for i, d in enumerate(documents) if i in chosen]
+    numbers = {number: position for position, number in enumerate(sorted(chosen))}
+    questions = [q for q in questions if q.article in chosen][:max_questions]
+    options = build_options or {}
+    pooled = Index.build(documents, progress=progress, **options)
+    pooled._encoder.warm_queries([q.question for q in questions])
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    if "pooled" in settings:
+        results["pooled"] = _squad_run(lambda q: pooled, questions, modes)
+    if "per-article" in settings:
+        per_article = {
+            number: Index.build([documents[position]], previous=pooled, progress=False, **options)
+            for number, position in numbers.items()
+        }
+        results["per-article"] = _squad_run(lambda q: per_article[q.article], questions, modes)
+    return results
+
+
+def _squad_run(index_of: Any, questions: Sequence[SquadQuestion], modes: Sequence[str]) -> dict[str, dict[str, float]]:
+    scores = {mode: SquadScores() for mode in modes}
+    seconds = dict.fromkeys(modes, 0.0)
+    for question in questions:
+        index: Index = index_of(question)
+        for mode in modes:
+            started = time.perf_counter()
+            hits = index.search(question.question, 10, mode=mode)
+            seconds[mode] += time.perf_counter() - started
+            scores[mode].add([h.text for h in hits], [h.highlighted_text for h in hits], question.answers)
+    return {
+        mode: {**scores[mode].summary(), "ms_per_query": 1000 * seconds[mode] / max(len(questions), 1)}
+        for mode in modes
+    }
+
+
+def ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
+    gains = sum((2 ** relevant.get(doc, 0) - 1) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:10]))
+    ideal = sorted(relevant.values(), reverse=True)[:10]
+    best = sum((2**grade - 1) / math.log2(rank + 2) for rank, grade in enumerate(ideal))
+    return gains / best if best else 0.0
+
+
+def evaluate_beir(
+    folder: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    modes: Sequence[str] = MODES,
+    max_queries: int | None = None,
+    build_options: dict[str, Any] | None = None,
+    progress: bool | None = False,
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 and recall@100 per mode; a document ranks where its best passage does."""
+    documents, queries, qrels = load_beir(folder, split)
+    index = Index.build(documents, progress=progress, **(build_options or {}))
+    chosen = list(queries.items())[:max_queries]
+    index._encoder.warm_queries([text for _, text in chosen])
+    results = {}
+    for mode in modes:
+        ndcg = recall = 0.0
+        for query_id, text in chosen:
+            ranked: list[str] = []
+            for hit in index.search(text, min(len(index), 300), mode=mode):
+                if hit.doc_id not in ranked:
+                    ranked.append(hit.doc_id)
+            relevant = qrels[query_id]
+            ndcg += ndcg_at_10(ranked, relevant)
+            wanted = {d for d, grade in relevant.items() if grade > 0}
+            recall += len(wanted & set(ranked[:100])) / max(len(wanted), 1)
+        n = max(len(chosen), 1)
+        results[mode] = {"ndcg@10": ndcg / n, "recall@100": recall / n, "queries": len(chosen)}
+    return results
+
+
+def squad_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = ["| setting | mode | hit@1 | hit@3 | hit@5 | hit@10 | MRR@10 | highlight | questions |", "|---" * 9 + "|"]
+    for setting, by_mode in results.items():
+        for mode, m in by_mode.items():
+            lines.append(
+                f"| {setting} | {mode} | {m['hit@1']:.3f} | {m['hit@3']:.3f} | {m['hit@5']:.3f} | {m['hit@10']:.3f} "
+                f"| {m['mrr@10']:.3f} | {m['highlight']:.3f} | {int(m['questions'])} |"
+            )
+    return "\n".join(lines)
+
+
+def beir_table(results: dict[str, dict[str, float]]) -> str:
+    lines = ["| mode | nDCG@10 | recall@100 | queries |", "|---|---|---|---|"]
+    lines += [
+        f"| {mode} | {m['ndcg@10']:.3f} | {m['recall@100']:.3f} | {int(m['queries'])} |" for mode, m in results.items()
+    ]
+    return "\n".join(lines)
+
+
+def plot_hits(results: dict[str, dict[str, dict[str, float]]], path: str | os.PathLike[str]) -> None:
+    """A PNG of hit@k against k, one line per mode and setting."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ValueError("plotting needs matplotlib: pip install matplotlib (or qa[eval])") from error
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
+    for setting, by_mode in results.items():
+        for mode, metrics in by_mode.items():
+            style = "-" if setting == "per-article" else "--"
+            axis.plot(HIT_KS, [metrics[f"hit@{k}"] for k in HIT_KS], style, marker="o", label=f"{mode} ({setting})")
+    axis.set_xlabel("k")
+    axis.set_ylabel("hit@k (a top-k passage holds the answer)")
+    axis.set_xticks(HIT_KS)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

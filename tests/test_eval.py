@@ -1,0 +1,73 @@
+"""`qa eval` on small slices of the real evaluation data (the full runs are benchmarks, figures in README)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.evaluation import evaluate_beir, evaluate_squad, ndcg_at_10
+from tests.conftest import SHARED_DATA
+
+SQUAD = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
+SCIFACT = SHARED_DATA / "beir-scifact"
+needs_data = pytest.mark.skipif(
+    not SQUAD.exists() or not SCIFACT.exists(), reason="evaluation data not beside the repo"
+)
+
+
+def test_ndcg_at_10_matches_hand_computed_values() -> None:
+    assert ndcg_at_10(["a", "b"], {"a": 1}) == pytest.approx(1.0)
+    assert ndcg_at_10(["x", "a"], {"a": 1}) == pytest.approx(1 / 1.5849625, rel=1e-6)
+    assert ndcg_at_10(["x"] * 10, {"a": 1}) == 0.0
+
+
+@needs_data
+def test_squad_slice_hybrid_is_at_least_as_good_as_each_single_mode() -> None:
+    results = evaluate_squad(SQUAD, articles=slice(0, 1), max_questions=120)
+    for setting in ("per-article", "pooled"):
+        by_mode = results[setting]
+        assert by_mode["hybrid"]["questions"] == 120
+        assert by_mode["hybrid"]["hit@5"] >= 0.9
+        assert by_mode["hybrid"]["hit@1"] >= max(by_mode["dense"]["hit@1"], by_mode["lexical"]["hit@1"]) - 0.02
+        assert by_mode["hybrid"]["highlight"] >= 0.6
+
+
+@needs_data
+def test_beir_slice_scores_are_sane() -> None:
+    results = evaluate_beir(SCIFACT, max_queries=30)
+    assert results["hybrid"]["queries"] == 30
+    assert 0.4 <= results["hybrid"]["ndcg@10"] <= 1.0
+    assert results["hybrid"]["recall@100"] >= results["hybrid"]["ndcg@10"] - 0.1
+
+
+@needs_data
+def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qa",
+            "eval",
+            "--squad",
+            str(SQUAD),
+            "--articles",
+            "1",
+            "--max-questions",
+            "30",
+            "-o",
+            str(tmp_path),
+            "-q",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| per-article | hybrid |" in result.stdout and "| pooled | lexical |" in result.stdout
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert set(report["squad"]["results"]["pooled"]) == {"hybrid", "dense", "lexical"}
+    assert (tmp_path / "squad-hits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
