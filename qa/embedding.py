@@ -42,6 +42,8 @@ def _model_location(name: str) -> str:
 
 
 _load_lock = threading.Lock()
+# One model serves every thread of a server; its Rust tokenizer must not be entered by two at once.
+_model_lock = threading.Lock()
 _query_lock = threading.Lock()
 _query_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 QUERY_CACHE_SIZE = 20_000
@@ -97,7 +99,8 @@ class Encoder:
     def count_tokens(self, text: str) -> int:
         """The model's tokens for ``text``, special tokens included."""
         tokenizer: Any = self.model.tokenizer
-        return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+        with _model_lock:
+            return len(tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
 
     def encode_query(self, question: str) -> np.ndarray:
         """The vector of one question, from the cache when it was asked before."""
@@ -133,11 +136,13 @@ class Encoder:
         """Embed ``texts`` as rows of a ``(len(texts), dim)`` float32 array of unit length."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
+        model = self.model
+        with _model_lock:
+            vectors = model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)

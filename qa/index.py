@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,7 @@ class Index:
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
         previous: Index | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
     ) -> Index:
         """Split, embed and index a collection.
 
@@ -209,6 +210,7 @@ class Index:
             progress: Show a progress bar on stderr; default: when stderr is a terminal.
             previous: An index of an earlier version of the collection: passages whose text is unchanged
                 reuse its vectors instead of being embedded again.
+            on_progress: Called with the fraction done (0 to 1) and what is being done, e.g. by a web page.
 
         Raises:
             EmptyCorpus: No readable document, or no text in them.
@@ -224,9 +226,12 @@ class Index:
         encoder = Encoder(model)
         if previous is not None and previous.manifest["model"] != encoder.name:
             previous = None  # vectors of another model cannot be reused
+        report = on_progress or (lambda fraction, stage: None)
+        report(0.0, "reading and splitting documents")
         split = _split_collection(source, encoder, max_words, overlap)
         show = sys.stderr.isatty() if progress is None else progress
-        passage_vectors, sentence_vectors = _embed(split, encoder, batch_size, show, previous)
+        passage_vectors, sentence_vectors = _embed(split, encoder, batch_size, show, previous, report)
+        report(0.95, "indexing vectors and words")
         dense, dense_params = build_dense_index(passage_vectors, index_type)
         lexical = LexicalIndex.build(
             [lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)]
@@ -423,13 +428,6 @@ class Index:
             return f"it was built with overlap={chunking['overlap']}, not {overlap}"
         folder = Path(corpus) if corpus is not None else self.corpus
         return corpus_change(self.manifest, folder) if folder is not None else None
-        try:
-            documents = load_folder(folder)
-        except EmptyCorpus as error:
-            return str(error)
-        if fingerprint(documents) != self.manifest["corpus"]["fingerprint"]:
-            return f"the documents in {folder} have changed since it was built"
-        return None
 
     # ---------------------------------------------------------------------------------------- search
 
@@ -545,14 +543,19 @@ def _read_passages(path: Path) -> tuple[list[Passage], list[list[tuple[int, int]
 
 
 def _embed(
-    split: _Split, encoder: Encoder, batch_size: int, progress: bool, previous: Index | None
+    split: _Split,
+    encoder: Encoder,
+    batch_size: int,
+    progress: bool,
+    previous: Index | None,
+    report: Callable[[float, str], None],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors of the passages (float32) and of their sentences (float16), reusing ``previous``'s where the text is the same."""
     passage_texts = [embedding_text(p) for p in split.passages]
     sentence_texts = [p.text[s:e] for p, spans in zip(split.passages, split.sentences, strict=True) for s, e in spans]
     known: dict[str, np.ndarray] = previous._known_vectors() if previous is not None else {}
     texts = list(dict.fromkeys(t for t in passage_texts + sentence_texts if _content_key(t) not in known))
-    fresh = _encode_with_progress(encoder, texts, batch_size, progress)
+    fresh = _encode_with_progress(encoder, texts, batch_size, progress, report)
     for text, vector in zip(texts, fresh, strict=True):
         known[_content_key(text)] = vector
     dim = encoder.dim
@@ -569,16 +572,23 @@ def _embed(
     return passage_vectors, sentence_vectors
 
 
-def _encode_with_progress(encoder: Encoder, texts: Sequence[str], batch_size: int, progress: bool) -> np.ndarray:
+def _encode_with_progress(
+    encoder: Encoder, texts: Sequence[str], batch_size: int, progress: bool, report: Callable[[float, str], None]
+) -> np.ndarray:
     from tqdm import tqdm
 
     # Long texts first, so each batch pads little; then back to the given order.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-    chunk = batch_size * 16
+    # A few batches per call: the model is free between calls for a server's searches.
+    chunk = batch_size * 2
     with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
         for begin in range(0, len(order), chunk):
             rows = order[begin : begin + chunk]
             vectors[rows] = encoder.encode([texts[i] for i in rows], batch_size=batch_size)
             bar.update(len(rows))
+            report(
+                0.05 + 0.9 * (begin + len(rows)) / len(order),
+                f"embedding {begin + len(rows):,} of {len(order):,} texts",
+            )
     return vectors

@@ -61,7 +61,7 @@ def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
             "-o",
             str(tmp_path),
             "-q",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=600,

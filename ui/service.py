@@ -1,0 +1,166 @@
+"""What the web app serves: one index at a time, replaced whole by a rebuild, and the corpus it comes from.
+
+Searches read the current index through a lock-guarded reference; a rebuild builds, saves and loads a new
+index on the side and swaps the reference only when all of that succeeded. So searches during a rebuild
+answer from the old index, searches after it from the new one, and a failed rebuild changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.errors import IndexBusy, QAError
+from qa.index import Index
+from qa.passage import Hit
+from qa.storage import writer_lock
+from ui.render import IndexStatus
+from ui.uploads import UploadRejected, store_upload
+
+Step = Callable[[float, str], None]
+"""Reports progress: a fraction done and what is being done."""
+
+
+def _no_progress(fraction: float, description: str) -> None:
+    pass
+
+
+class UploadsDisabled(PermissionError):
+    """Uploading and rebuilding were not enabled when the server started."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "uploading and rebuilding are off on this server; restart it with `qa serve --allow-uploads` to enable them"
+        )
+
+
+@dataclass
+class UploadReport:
+    """What an upload did: files added, files refused (with why), and the rebuild's error if it failed."""
+
+    added: list[Path] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    rebuild_error: str | None = None
+
+
+class Service:
+    """The served index, its corpus folder, and the operations the app offers on them."""
+
+    def __init__(self, index_path: Path, corpus: Path, index: Index, *, allow_uploads: bool = False) -> None:
+        self.index_path = Path(index_path)
+        self.corpus = Path(corpus)
+        self.allow_uploads = allow_uploads
+        self._index = index
+        self._swap_lock = threading.Lock()
+        self._rebuild_lock = threading.Lock()
+        self.last_error: str | None = None
+
+    @property
+    def index(self) -> Index:
+        with self._swap_lock:
+            return self._index
+
+    def search(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        """Search the current index; raises ``ValueError`` for a bad question, ``k`` or mode."""
+        return self.index.search(question, k, mode=mode)
+
+    def status(self) -> IndexStatus:
+        index = self.index
+        return IndexStatus(
+            index_path=str(self.index_path),
+            corpus=str(self.corpus),
+            manifest=index.manifest,
+            documents=index.documents,
+            passages=len(index),
+            stale_reason=index.stale_reason(self.corpus),
+            uploads_allowed=self.allow_uploads,
+            rebuilding=self._rebuild_lock.locked(),
+            last_error=self.last_error,
+        )
+
+    # ------------------------------------------------------------------------------------- rebuild
+
+    def _require_uploads(self) -> None:
+        if not self.allow_uploads:
+            raise UploadsDisabled()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # One rebuild at a time in this process; writer_lock (inside) keeps out other processes.
+        if not self._rebuild_lock.acquire(blocking=False):
+            raise IndexBusy("a rebuild is already running; wait for it to finish and try again")
+        try:
+            yield
+        finally:
+            self._rebuild_lock.release()
+
+    def rebuild(self, step: Step = _no_progress) -> Index:
+        """Rebuild the index from the corpus folder and serve it.
+
+        Raises:
+            UploadsDisabled: The server was started without ``--allow-uploads``.
+            QAError, ValueError, OSError: The build failed; the previous index keeps serving and
+                ``last_error`` says why.
+        """
+        self._require_uploads()
+        with self._exclusive():
+            return self._rebuild(step)
+
+    def _rebuild(self, step: Step) -> Index:
+        previous = self.index
+        try:
+            step(0.0, "Reading and splitting the documents")
+            with writer_lock(self.index_path, wait=False):
+                # The served index's model, so that a rebuild never silently switches models.
+                new = Index.build(
+                    self.corpus,
+                    model=previous.manifest["model"],
+                    previous=previous,
+                    progress=True,
+                    on_progress=lambda fraction, stage: step(0.9 * fraction, stage),
+                )
+                step(0.9, "Saving the index")
+                new.save(self.index_path)
+            step(0.95, "Loading the new index")
+            loaded = Index.load(self.index_path)
+        except (QAError, ValueError, OSError) as error:
+            self.last_error = str(error)
+            raise
+        with self._swap_lock:
+            self._index = loaded
+        self.last_error = None
+        step(1.0, "Done")
+        return loaded
+
+    def add_documents(self, uploads: Sequence[tuple[str, bytes]], step: Step = _no_progress) -> UploadReport:
+        """Write uploaded files into the corpus folder, then rebuild if any was added.
+
+        Each upload is ``(file name, contents)``; bad files are refused one by one, the others added.
+
+        Raises:
+            UploadsDisabled: The server was started without ``--allow-uploads``.
+            IndexBusy: A rebuild is running.
+        """
+        self._require_uploads()
+        report = UploadReport()
+        with self._exclusive():
+            for name, data in uploads:
+                try:
+                    stored = store_upload(self.corpus, name, data)
+                except UploadRejected as error:
+                    report.rejected.append(str(error))
+                    continue
+                if stored is None:
+                    report.unchanged.append(name)
+                else:
+                    report.added.append(stored)
+            if report.added:
+                try:
+                    self._rebuild(step)
+                except (QAError, ValueError, OSError) as error:
+                    report.rebuild_error = str(error)
+        return report
