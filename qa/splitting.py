@@ -153,16 +153,19 @@ def _blocks(text: str) -> list[tuple[str, int, int, str]]:
     """Cut ``text`` into ``(kind, start, end, heading)`` blocks: kind is heading, paragraph or list."""
     blocks: list[tuple[str, int, int, str]] = []
     kind, begin, stop = "", 0, 0
+    seen_heading = False
     for match in _LINE.finditer(text):
         line, line_start = match.group(), match.start()
         if not line:
             break
         line_kind = "blank"
         if heading := _HEADING.fullmatch(line):
-            blocks_end = kind
-            if blocks_end:
+            if kind:
                 blocks.append((kind, begin, stop, ""))
-            blocks.append(("heading", line_start, match.end(), heading.group(2).strip()))
+            # The document's first heading, if of level 1, is its title, not a section.
+            is_title = len(heading.group(1)) == 1 and not seen_heading
+            seen_heading = True
+            blocks.append(("heading", line_start, match.end(), "" if is_title else heading.group(2).strip()))
             kind = ""
             continue
         if _LIST_ITEM.match(line):
