@@ -50,12 +50,16 @@ def cmd_build(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=False if args.quiet else None,
             previous=previous,
+            backend=args.backend,
+            uri=args.uri,
         )
         index.save(output)
+    dense = index.manifest["dense"]
+    where = f", Milvus collection {dense['collection']} at {dense['uri']}" if dense.get("backend") == "milvus" else ""
     seconds = time.perf_counter() - started
     print(
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
-        f"-> {output} (model {index.manifest['model']}, {index.manifest['dense']['type']} index)"
+        f"-> {output} (model {index.manifest['model']}, {dense['type']} index{where})"
     )
     return 0
 
@@ -161,6 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             modes=modes,
             articles=_slice(args.articles),
             max_questions=args.max_questions,
+            split_at=args.split_at,
             build_options=options,
             progress=False if args.quiet else None,
         )
@@ -212,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--index-type", default="auto", choices=["auto", "flat", "hnsw", "ivfpq"])
     build.add_argument("--batch-size", type=int, default=None, help="texts embedded at once")
     build.add_argument(
+        "--backend",
+        choices=["faiss", "milvus"],
+        default=None,
+        help="where passage vectors go: faiss (a file in the index folder) or milvus (default: the existing "
+        "index's backend, else faiss)",
+    )
+    build.add_argument(
+        "--uri",
+        help="for --backend milvus: a Milvus Lite file (./milvus.db) or a server (http://host:19530; "
+        "credentials in $QA_MILVUS_TOKEN) (default: the existing index's, else $QA_MILVUS_URI)",
+    )
+    build.add_argument(
         "--wait", action="store_true", help="wait for another build of the same index instead of failing"
     )
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -240,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--beir", help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
     evaluate.add_argument("--split", default="test", help="BEIR qrels split (default test)")
     evaluate.add_argument("--articles", default=":", help="SQuAD articles START:END (default all)")
+    evaluate.add_argument("--split-at", type=int, default=None, help="also report SQuAD articles before/from N apart")
     evaluate.add_argument("--max-questions", type=int, default=None, help="evaluate only the first N questions")
     evaluate.add_argument("--modes", default="hybrid,dense,lexical", help="comma-separated modes")
     evaluate.add_argument("--max-words", type=int, default=None, help="most words in a passage")

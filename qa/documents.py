@@ -2,7 +2,8 @@
 
 HTML is turned into Markdown-like text (headings as ``#`` lines, list items as ``-`` lines, markup,
 scripts and styles dropped) so that one splitter handles every format and offsets index the text
-that is stored and shown.
+that is stored and shown. Every file's text is put in Unicode normal form C (so "é" typed as one
+character or as "e" and an accent is the same word) and its control characters become spaces.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import logging
 import os
 import re
+import stat
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -75,6 +78,7 @@ class _HTMLToText(HTMLParser):
         self.skip_depth = 0
         self.title = ""
         self._in_title = False
+        self._titled = False
 
     def _flush(self) -> None:
         line = re.sub(r"\s+", " ", "".join(self.current)).strip()
@@ -84,8 +88,10 @@ class _HTMLToText(HTMLParser):
         self.prefix = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
+        if tag == "title" and not self._titled:  # the page's title, not an SVG's
             self._in_title = True
+        if tag == "body":  # a page may leave </head> out: the body ends it
+            self.skip_depth = 0
         if tag in self._SKIP:
             self.skip_depth += 1
             return
@@ -103,8 +109,9 @@ class _HTMLToText(HTMLParser):
             self._flush()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
+        if tag == "title" and self._in_title:
             self._in_title = False
+            self._titled = True
         if tag in self._SKIP:
             self.skip_depth = max(0, self.skip_depth - 1)
             return
@@ -135,9 +142,22 @@ def html_to_text(html: str) -> tuple[str, str]:
     return "\n\n".join(blocks) + ("\n" if blocks else ""), unescape(re.sub(r"\s+", " ", parser.title)).strip()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters other than tab and newline: terminal escapes, bells, form feeds."""
+
+
+def clean_text(text: str) -> str:
+    """``text`` in Unicode normal form C, its line ends as ``\\n`` and its other control characters as spaces."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
+
+
 def read_document(path: Path, doc_id: str) -> Document | None:
     """Read one file; return ``None`` (with a warning naming it) when it is empty, binary or not UTF-8."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or a device would block or never end
+            logger.warning("skipped %s: it is not a regular file", path)
+            return None
         raw = path.read_bytes()
     except OSError as error:
         logger.warning("skipped %s: cannot read it (%s)", path, error.strerror or error)
@@ -150,9 +170,10 @@ def read_document(path: Path, doc_id: str) -> Document | None:
     except UnicodeDecodeError as error:
         logger.warning("skipped %s: it is not UTF-8 (%s); convert it to UTF-8 to index it", path, error.reason)
         return None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = clean_text(text)
     if path.suffix.lower() in (".html", ".htm"):
         text, html_title = html_to_text(text)
+        text, html_title = clean_text(text), clean_text(html_title)
         title = title_of(text, html_title or path.stem)
         if html_title:
             title = html_title
@@ -167,10 +188,12 @@ def read_document(path: Path, doc_id: str) -> Document | None:
 def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
     """Yield ``(path, id)`` of the readable files below ``folder``, sorted, never leaving it.
 
-    Links that point outside the folder and link loops are skipped with a warning.
+    Links that point outside the folder and link loops are skipped with a warning; a file reached twice
+    (through a link) is read once, under the first path found.
     """
     root = folder.resolve()
     seen_dirs: set[str] = set()
+    seen_files: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen_dirs or not _inside(real, root):
@@ -183,9 +206,14 @@ def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
             if name.startswith(".") or not name.lower().endswith(SUFFIXES):
                 continue
             path = Path(dirpath) / name
-            if not _inside(os.path.realpath(path), root):
+            real = os.path.realpath(path)
+            if not _inside(real, root):
                 logger.warning("skipped %s: it links outside %s", path, folder)
                 continue
+            if real in seen_files:
+                logger.warning("skipped %s: it is the file %s again, through a link", path, seen_files[real])
+                continue
+            seen_files[real] = path
             yield path, path.relative_to(root).as_posix()
 
 

@@ -114,13 +114,18 @@ def evaluate_squad(
     articles: slice = slice(None),
     max_questions: int | None = None,
     settings: Sequence[str] = ("per-article", "pooled"),
+    split_at: int | None = None,
     build_options: dict[str, Any] | None = None,
     progress: bool | None = False,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """hit@k, MRR@10 and highlight rate per mode, with each article its own index and all in one.
 
+    Args:
+        split_at: Also report the questions of articles before and from this article apart, e.g.
+            24: tuning on the first half and reporting on the second keeps the figures honest.
+
     Returns:
-        ``{setting: {mode: {metric: value}}}``.
+        ``{setting: {mode: {metric: value}}}``; with ``split_at``, also ``"{setting}, articles A-B"``.
     """
     documents, questions = load_squad(path)
     chosen = set(range(len(documents))[articles])
@@ -131,31 +136,40 @@ def evaluate_squad(
     pooled = Index.build(documents, progress=progress, **options)
     pooled._encoder.warm_queries([q.question for q in questions])
     results: dict[str, dict[str, dict[str, float]]] = {}
-    if "pooled" in settings:
-        results["pooled"] = _squad_run(lambda q: pooled, questions, modes)
+    groups: dict[str, Any] = {"": lambda q: True}
+    if split_at is not None:
+        last = max(chosen)
+        groups[f", articles {min(chosen)}-{split_at - 1}"] = lambda q: q.article < split_at
+        groups[f", articles {split_at}-{last}"] = lambda q: q.article >= split_at
+    runs: dict[str, Any] = {}
     if "per-article" in settings:
         per_article = {
             number: Index.build([documents[position]], previous=pooled, progress=False, **options)
             for number, position in numbers.items()
         }
-        results["per-article"] = _squad_run(lambda q: per_article[q.article], questions, modes)
+        runs["per-article"] = lambda q: per_article[q.article]
+    if "pooled" in settings:
+        runs["pooled"] = lambda q: pooled
+    for setting, index_of in runs.items():
+        scores = {(suffix, mode): SquadScores() for suffix in groups for mode in modes}
+        seconds = dict.fromkeys(modes, 0.0)
+        for question in questions:
+            index: Index = index_of(question)
+            for mode in modes:
+                started = time.perf_counter()
+                hits = index.search(question.question, 10, mode=mode)
+                seconds[mode] += time.perf_counter() - started
+                for suffix, belongs in groups.items():
+                    if belongs(question):
+                        scores[suffix, mode].add(
+                            [h.text for h in hits], [h.highlighted_text for h in hits], question.answers
+                        )
+        for suffix in groups:
+            results[setting + suffix] = {
+                mode: {**scores[suffix, mode].summary(), "ms_per_query": 1000 * seconds[mode] / max(len(questions), 1)}
+                for mode in modes
+            }
     return results
-
-
-def _squad_run(index_of: Any, questions: Sequence[SquadQuestion], modes: Sequence[str]) -> dict[str, dict[str, float]]:
-    scores = {mode: SquadScores() for mode in modes}
-    seconds = dict.fromkeys(modes, 0.0)
-    for question in questions:
-        index: Index = index_of(question)
-        for mode in modes:
-            started = time.perf_counter()
-            hits = index.search(question.question, 10, mode=mode)
-            seconds[mode] += time.perf_counter() - started
-            scores[mode].add([h.text for h in hits], [h.highlighted_text for h in hits], question.answers)
-    return {
-        mode: {**scores[mode].summary(), "ms_per_query": 1000 * seconds[mode] / max(len(questions), 1)}
-        for mode in modes
-    }
 
 
 def ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
@@ -171,13 +185,22 @@ def evaluate_beir(
     split: str = "test",
     modes: Sequence[str] = MODES,
     max_queries: int | None = None,
+    max_documents: int | None = None,
     build_options: dict[str, Any] | None = None,
     progress: bool | None = False,
 ) -> dict[str, dict[str, float]]:
-    """nDCG@10 and recall@100 per mode; a document ranks where its best passage does."""
+    """nDCG@10 and recall@100 per mode; a document ranks where its best passage does.
+
+    ``max_documents`` keeps a smaller corpus for a quick check: the documents judged for the chosen
+    queries, then the first others up to that number.
+    """
     documents, queries, qrels = load_beir(folder, split)
-    index = Index.build(documents, progress=progress, **(build_options or {}))
     chosen = list(queries.items())[:max_queries]
+    if max_documents is not None:
+        judged = {doc for query_id, _ in chosen for doc in qrels[query_id]}
+        others = [d for d in documents if d.id not in judged][: max(0, max_documents - len(judged))]
+        documents = [d for d in documents if d.id in judged] + others
+    index = Index.build(documents, progress=progress, **(build_options or {}))
     index._encoder.warm_queries([text for _, text in chosen])
     results = {}
     for mode in modes:
@@ -227,6 +250,8 @@ def plot_hits(results: dict[str, dict[str, dict[str, float]]], path: str | os.Pa
     figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
     for setting, by_mode in results.items():
         for mode, metrics in by_mode.items():
+            if ", articles" in setting:
+                continue
             style = "-" if setting == "per-article" else "--"
             axis.plot(HIT_KS, [metrics[f"hit@{k}"] for k in HIT_KS], style, marker="o", label=f"{mode} ({setting})")
     axis.set_xlabel("k")

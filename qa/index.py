@@ -39,6 +39,7 @@ from qa.splitting import (
     passage_sentences,
     split_document,
 )
+from qa.vectorstore import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def _split_collection(
     acronyms: list[dict[str, str]] = []
     documents: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
+    indexed: dict[str, str] = {}  # passage text -> the document it was first found in
     max_tokens = encoder.max_tokens - 2  # the model adds [CLS] and [SEP]
     for document in _iter_source(source):
         if document.id in seen:
@@ -114,8 +116,13 @@ def _split_collection(
         )
         first = len(passages)
         defined = acronym_definitions(document.text)
+        repeats: set[str] = set()
         for ordinal, span in enumerate(spans):
             text = document.text[span.start : span.end]
+            if text in indexed:  # a copy of a passage indexed already: once is enough, a search shows it once
+                repeats.add(indexed[text])
+                continue
+            indexed[text] = document.id
             passages.append(
                 Passage(
                     f"{document.id}#{ordinal}", document.id, document.title, span.section, span.start, span.end, text
@@ -123,6 +130,12 @@ def _split_collection(
             )
             sentences.append(passage_sentences(text))
             acronyms.append({short: long for short, long in defined.items() if re.search(rf"\b{short}\b", text)})
+        if not spans:
+            logger.warning("%s has no text to index: headings alone are not passages", document.id)
+        elif len(passages) == first:
+            logger.warning(
+                "%s repeats %s, indexed already: it adds no passage", document.id, ", ".join(sorted(repeats))
+            )
         documents.append(
             {
                 "id": document.id,
@@ -162,7 +175,7 @@ class Index:
         sentences: list[list[tuple[int, int]]],
         acronyms: list[dict[str, str]],
         sentence_vectors: np.ndarray,
-        dense: Any,
+        dense: VectorStore,
         lexical: LexicalIndex,
         documents: list[dict[str, Any]],
         manifest: dict[str, Any],
@@ -196,6 +209,8 @@ class Index:
         progress: bool | None = None,
         previous: Index | None = None,
         on_progress: Callable[[float, str], None] | None = None,
+        backend: str | None = None,
+        uri: str | None = None,
     ) -> Index:
         """Split, embed and index a collection.
 
@@ -211,16 +226,24 @@ class Index:
             previous: An index of an earlier version of the collection: passages whose text is unchanged
                 reuse its vectors instead of being embedded again.
             on_progress: Called with the fraction done (0 to 1) and what is being done, e.g. by a web page.
+            backend: Where the passage vectors go: ``faiss`` (a file in the index folder) or ``milvus`` (a
+                collection, new for each build); default: ``previous``'s backend, else ``faiss``.
+            uri: For ``milvus``: a local Milvus Lite file (``./milvus.db``) or a server
+                (``http://host:19530``, credentials in ``$QA_MILVUS_TOKEN``); default: ``previous``'s URI,
+                else ``$QA_MILVUS_URI``.
 
         Raises:
             EmptyCorpus: No readable document, or no text in them.
             ValueError: A bad argument.
+            MilvusUnavailable: The Milvus URI cannot be reached (checked before any embedding).
         """
-        from qa.dense import build_dense_index, resolve_index_type
+        from qa import vectorstore
 
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive whole number; got {batch_size!r}")
-        resolve_index_type(index_type, 0)  # reject an unknown type before any work
+        backend, uri = _backend_and_uri(backend, uri, previous)
+        # Rejects an unknown index type or backend, and connects to Milvus, before any work.
+        store_vectors = vectorstore.prepare(backend, uri, index_type)
         if isinstance(source, (str, os.PathLike)) and not Path(source).is_dir():
             load_folder(source)  # raises EmptyCorpus naming the missing folder
         encoder = Encoder(model)
@@ -232,10 +255,14 @@ class Index:
         show = sys.stderr.isatty() if progress is None else progress
         passage_vectors, sentence_vectors = _embed(split, encoder, batch_size, show, previous, report)
         report(0.95, "indexing vectors and words")
-        dense, dense_params = build_dense_index(passage_vectors, index_type)
-        lexical = LexicalIndex.build(
-            [lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)]
-        )
+        dense = store_vectors(passage_vectors)
+        try:
+            lexical = LexicalIndex.build(
+                [lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)]
+            )
+        except BaseException:
+            dense.discard()  # a Milvus collection no index will ever name
+            raise
         corpus = Path(source).resolve() if isinstance(source, (str, os.PathLike)) else None
         manifest: dict[str, Any] = {
             "format_version": storage.FORMAT_VERSION,
@@ -249,7 +276,7 @@ class Index:
             "sentences": int(sentence_vectors.shape[0]),
             "chunking": {"max_words": max_words, "overlap": overlap, "max_tokens": encoder.max_tokens},
             "embedding": {"context": "title+section"},
-            "dense": dense_params,
+            "dense": dense.describe(),
             "lexical": {"tokenization": TOKENIZATION, **BM25_PARAMS},
             "corpus": {
                 "path": str(corpus) if corpus else None,
@@ -274,13 +301,20 @@ class Index:
     # --------------------------------------------------------------------------------- save and load
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to the folder ``path``, replacing what is there only once all is written."""
-        import faiss
+        """Write the index to the folder ``path``, replacing what is there only once all is written.
+
+        A Milvus collection that the replaced index used, and this one does not, is dropped once the new
+        index is in place.
+        """
+        from qa import vectorstore
 
         target = Path(path)
+        dense = self._dense.describe(target.absolute())  # raises before writing if the store cannot go there
+        replaced: list[dict[str, Any]] = []
 
         def write(folder: Path) -> None:
-            faiss.write_index(self._dense, str(folder / storage.VECTORS))
+            replaced.extend(_replaced_dense(target))  # read under the writer lock, before the swap
+            self._dense.save(folder)
             with open(folder / storage.PASSAGES, "w", encoding="utf-8") as out:
                 for passage, sentences, acronyms in zip(self.passages, self._sentences, self._acronyms, strict=True):
                     record = passage.to_dict() | {"sentences": [list(s) for s in sentences], "acronyms": acronyms}
@@ -290,18 +324,24 @@ class Index:
                     out.write(json.dumps(document, ensure_ascii=False) + "\n")
             np.save(folder / storage.SENTENCE_VECTORS, self._sentence_vectors, allow_pickle=False)
             self._lexical.save(folder / storage.LEXICAL)
-            manifest = dict(self.manifest)
+            manifest = dict(self.manifest, dense=dense)
             if self.corpus is not None:
                 # Relative, so that a project folder can move with its index.
                 corpus = {**manifest["corpus"], "path": os.path.relpath(self.corpus, target.absolute())}
                 manifest["corpus"] = corpus
             manifest["files"] = {
                 name: _file_record(folder / name)
-                for name in (storage.VECTORS, storage.PASSAGES, "documents.jsonl", storage.SENTENCE_VECTORS)
+                for name in (*self._dense.files, storage.PASSAGES, "documents.jsonl", storage.SENTENCE_VECTORS)
             }
             (folder / storage.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
         storage.write_atomically(target, write)
+        for old in replaced:
+            vectorstore.retire(old, dense, target)
+
+    def close(self) -> None:
+        """Let go of the vector store's connections (a Milvus Lite file becomes free for other processes)."""
+        self._dense.close()
 
     @staticmethod
     def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -335,9 +375,14 @@ class Index:
                 f"{manifest_file} lacks {', '.join(missing)}; it was not written by qa or is damaged. "
                 f"Rebuild it: qa build CORPUS -o {path}"
             )
+        if problems := storage.manifest_problems(manifest):
+            raise IncompatibleIndex(
+                f"{manifest_file} is damaged: {'; '.join(problems)}. Rebuild it: qa build CORPUS -o {path}"
+            )
         return manifest
 
     @classmethod
+    @storage.reads_index  # a save waits to swap folders until the load is done
     def load(cls, path: str | os.PathLike[str]) -> Index:
         """Load the index saved at ``path`` and check that its parts agree.
 
@@ -347,9 +392,7 @@ class Index:
             IndexNotFound: There is no index at ``path``.
             IncompatibleIndex: The index is of another format, truncated or corrupted.
         """
-        import faiss
-
-        from qa.dense import configure_search
+        from qa.vectorstore import open_store
 
         manifest = cls.read_manifest(path)
         folder = storage.readable_path(Path(path))
@@ -360,26 +403,26 @@ class Index:
                     f"{folder / name} is missing, truncated or changed since it was saved; {rebuild}"
                 )
         try:
-            dense = faiss.read_index(str(folder / storage.VECTORS))
             lexical = LexicalIndex.load(folder / storage.LEXICAL)
             sentence_vectors = np.load(folder / storage.SENTENCE_VECTORS, allow_pickle=False)
             passages, sentences, acronyms = _read_passages(folder / storage.PASSAGES)
             documents = [
                 json.loads(line) for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines()
             ]
+            dense = open_store(folder, manifest["dense"])
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as error:
             raise IncompatibleIndex(f"cannot read the index at {path} ({error}); {rebuild}") from error
-        count = manifest["count"]
-        if not (dense.ntotal == count == len(passages) == lexical.count):
-            raise IncompatibleIndex(
-                f"{path} is inconsistent: the manifest says {count} passages, the FAISS file holds {dense.ntotal}, "
-                f"the passages file {len(passages)}, the BM25 index {lexical.count}; {rebuild}"
-            )
-        if dense.d != manifest["dim"] or sentence_vectors.ndim != 2 or sentence_vectors.shape[1] != manifest["dim"]:
-            raise IncompatibleIndex(f"{path}: vectors are not of the manifest's dimension {manifest['dim']}; {rebuild}")
-        if sentence_vectors.shape[0] != manifest["sentences"] or sum(map(len, sentences)) != manifest["sentences"]:
-            raise IncompatibleIndex(f"{path}: the sentence vectors do not match the passages; {rebuild}")
-        configure_search(dense, manifest["dense"])
+        try:
+            _check_store(path, manifest, dense, passages, lexical.count, rebuild)
+            if sentence_vectors.ndim != 2 or sentence_vectors.shape[1] != manifest["dim"]:
+                raise IncompatibleIndex(
+                    f"{path}: vectors are not of the manifest's dimension {manifest['dim']}; {rebuild}"
+                )
+            if sentence_vectors.shape[0] != manifest["sentences"] or sum(map(len, sentences)) != manifest["sentences"]:
+                raise IncompatibleIndex(f"{path}: the sentence vectors do not match the passages; {rebuild}")
+        except BaseException:
+            dense.close()
+            raise
         corpus = manifest_corpus(path, manifest)
         index = cls(
             passages=passages,
@@ -472,8 +515,7 @@ class Index:
         return [(int(candidates[j]), float(fused[j])) for j in order]
 
     def _passage_vectors(self, ids: np.ndarray) -> np.ndarray:
-        vectors: np.ndarray = np.asarray(self._dense.reconstruct_batch(ids.astype(np.int64)), dtype=np.float32)
-        return vectors
+        return self._dense.vectors(ids.astype(np.int64))
 
     def _sentence_scores(self, passage: int, query: np.ndarray) -> np.ndarray:
         rows = self._sentence_vectors[self._sentence_offsets[passage] : self._sentence_offsets[passage + 1]]
@@ -487,7 +529,7 @@ class Index:
             for i, spans in enumerate(self._sentences)
             for row, (s, e) in enumerate(spans, start=int(self._sentence_offsets[i]))
         }
-        if self.manifest["dense"].get("type") in ("flat", "hnsw"):  # exact copies; IVF-PQ keeps only codes
+        if self._dense.exact:  # FAISS flat and HNSW, and Milvus, keep exact copies; FAISS IVF-PQ only codes
             vectors = self._passage_vectors(np.arange(len(self.passages)))
             known.update({_content_key(embedding_text(p)): v for p, v in zip(self.passages, vectors, strict=True)})
         return known
@@ -511,6 +553,48 @@ def corpus_change(manifest: dict[str, Any], folder: Path) -> str | None:
     if fingerprint(documents) != manifest["corpus"]["fingerprint"]:
         return f"the documents in {folder} have changed since it was built"
     return None
+
+
+def _backend_and_uri(backend: str | None, uri: str | None, previous: Index | None) -> tuple[str, str | None]:
+    """The vector store a build uses: as asked, else as ``previous`` used, else FAISS."""
+    from qa.milvus import default_uri
+    from qa.vectorstore import backend_of
+
+    before = backend_of(previous.manifest["dense"]) if previous is not None else None
+    backend = backend or ("milvus" if uri else None) or before or "faiss"
+    if backend == "milvus" and uri is None:
+        previous_uri = getattr(previous._dense, "uri", None) if previous is not None and before == "milvus" else None
+        uri = previous_uri or default_uri()
+    return backend, uri
+
+
+def _replaced_dense(target: Path) -> list[dict[str, Any]]:
+    """The ``dense`` block of the index that saving to ``target`` replaces, if there is one."""
+    try:
+        manifest = json.loads((storage.readable_path(target) / storage.MANIFEST).read_text(encoding="utf-8"))
+        dense = manifest["dense"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [dense] if isinstance(dense, dict) else []
+
+
+def _check_store(
+    path: str | os.PathLike[str],
+    manifest: dict[str, Any],
+    dense: VectorStore,
+    passages: list[Passage],
+    lexical_count: int,
+    rebuild: str,
+) -> None:
+    """Raise ``IncompatibleIndex`` unless the vector store holds a vector of the manifest's dimension a passage."""
+    count, stored = manifest["count"], dense.count
+    if not (stored == count == len(passages) == lexical_count):
+        raise IncompatibleIndex(
+            f"{path} is inconsistent: the manifest says {count} passages, {dense.label} holds {stored}, "
+            f"the passages file {len(passages)}, the BM25 index {lexical_count}; {rebuild}"
+        )
+    if dense.dim != manifest["dim"]:
+        raise IncompatibleIndex(f"{path}: vectors are not of the manifest's dimension {manifest['dim']}; {rebuild}")
 
 
 def manifest_corpus(path: str | os.PathLike[str], manifest: dict[str, Any]) -> Path | None:

@@ -5,6 +5,7 @@ Pure numpy on what the index holds, so the fusion can be measured and tuned apar
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,15 +34,23 @@ def check_question(question: object) -> str:
     """Return the question ready to search with, or raise ``ValueError`` saying what is wrong with it."""
     if not isinstance(question, str):
         raise ValueError(f"the question must be a string; got {type(question).__name__}")
-    cleaned = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in question).strip()
+    if len(question) > 100 * MAX_QUESTION_CHARS:  # far too long: refused before any work on it
+        raise _too_long(len(question))
+    # Control and format characters (NUL, escapes, bidi marks) become spaces; "é" typed either way is one.
+    printable = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in question)
+    cleaned = unicodedata.normalize("NFC", printable).strip()
     if not cleaned:
         raise ValueError("the question is empty: type a question, e.g. 'Which treaty has Pakistan not joined?'")
     if len(cleaned) > MAX_QUESTION_CHARS:
-        raise ValueError(
-            f"the question has {len(cleaned):,} characters; ask in at most {MAX_QUESTION_CHARS:,} "
-            "(the model reads only the first few hundred words)"
-        )
+        raise _too_long(len(cleaned))
     return cleaned
+
+
+def _too_long(length: int) -> ValueError:
+    return ValueError(
+        f"the question has {length:,} characters; ask in at most {MAX_QUESTION_CHARS:,} "
+        "(the model reads only the first few hundred words)"
+    )
 
 
 def check_k(k: object) -> int:

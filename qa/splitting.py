@@ -9,10 +9,11 @@ a paragraph is kept whole when it fits.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-DEFAULT_MAX_WORDS = 100
+DEFAULT_MAX_WORDS = 150
 DEFAULT_OVERLAP = 0
 
 _LINE = re.compile(r"[^\n]*\n?")
@@ -268,21 +269,43 @@ def _fit_tokens(
     text: str, units: list[_Unit], count_tokens: Callable[[str], int], max_tokens: int, max_words: int
 ) -> list[list[_Unit]]:
     """Halve a passage until the model reads all of it: nothing is cut off silently."""
-    if count_tokens(text[units[0].start : units[-1].end]) <= max_tokens:
+    tokens = count_tokens(text[units[0].start : units[-1].end])
+    if tokens <= max_tokens:
         return [units]
     if len(units) == 1:
         unit = units[0]
-        if unit.words <= 1:
-            raise ValueError(
-                f"the word at offset {unit.start} alone is longer than the model's {max_tokens} tokens; "
-                "remove it from the document or use a model with a longer input"
-            )
+        if unit.words <= 1:  # text without spaces (Chinese, Japanese, a long URL): cut between characters
+            pieces = _char_windows(text, unit, tokens, max_tokens)
+            return [p for piece in pieces for p in _fit_tokens(text, [piece], count_tokens, max_tokens, max_words)]
         halves = _word_windows(text, unit.start, unit.end, (unit.words + 1) // 2, unit.paragraph)
         return [p for half in halves for p in _fit_tokens(text, [half], count_tokens, max_tokens, max_words)]
     middle = len(units) // 2
     return _fit_tokens(text, units[:middle], count_tokens, max_tokens, max_words) + _fit_tokens(
         text, units[middle:], count_tokens, max_tokens, max_words
     )
+
+
+def _char_windows(text: str, unit: _Unit, tokens: int, max_tokens: int) -> list[_Unit]:
+    """Cut one word of ``tokens`` tokens into pieces of about four fifths of ``max_tokens``, never in a letter's accents."""
+    length = unit.end - unit.start
+    if length <= 1:
+        raise ValueError(
+            f"the character at offset {unit.start} alone is longer than the model's {max_tokens} tokens; "
+            "remove it from the document or use a model with a longer input"
+        )
+    size = max(1, min((length + 1) // 2, length * max_tokens * 4 // (tokens * 5)))
+    for keep_accents in (True, False):  # a "letter" of nothing but accents is cut through at last
+        pieces: list[_Unit] = []
+        start = unit.start
+        while start < unit.end:
+            stop = min(start + size, unit.end)
+            while keep_accents and stop < unit.end and unicodedata.combining(text[stop]):
+                stop += 1
+            pieces.append(_Unit(start, stop, 1, unit.paragraph))
+            start = stop
+        if len(pieces) > 1:
+            break
+    return pieces
 
 
 def split_document(

@@ -27,7 +27,7 @@ def test_ndcg_at_10_matches_hand_computed_values() -> None:
 
 @needs_data
 def test_squad_slice_hybrid_is_at_least_as_good_as_each_single_mode() -> None:
-    results = evaluate_squad(SQUAD, articles=slice(0, 1), max_questions=120)
+    results = evaluate_squad(SQUAD, articles=slice(16, 17), max_questions=120)  # Amazon_rainforest: 21 paragraphs
     for setting in ("per-article", "pooled"):
         by_mode = results[setting]
         assert by_mode["hybrid"]["questions"] == 120
@@ -38,9 +38,9 @@ def test_squad_slice_hybrid_is_at_least_as_good_as_each_single_mode() -> None:
 
 @needs_data
 def test_beir_slice_scores_are_sane() -> None:
-    results = evaluate_beir(SCIFACT, max_queries=30)
+    results = evaluate_beir(SCIFACT, max_queries=30, max_documents=300)
     assert results["hybrid"]["queries"] == 30
-    assert 0.4 <= results["hybrid"]["ndcg@10"] <= 1.0
+    assert 0.5 <= results["hybrid"]["ndcg@10"] <= 1.0
     assert results["hybrid"]["recall@100"] >= results["hybrid"]["ndcg@10"] - 0.1
 
 
@@ -55,7 +55,7 @@ def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
             "--squad",
             str(SQUAD),
             "--articles",
-            "1",
+            "32",
             "--max-questions",
             "30",
             "-o",
