@@ -296,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("qa: %(message)s"))
+    # On the handler, not only the root: some libraries set their own loggers to DEBUG.
+    handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO if args.verbose else logging.WARNING)

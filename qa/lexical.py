@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 # The tokenisation is part of the index format: a query must be cut as the passages were.
-TOKENIZATION = {"lower": True, "stopwords": "en", "stemmer": "english", "token_pattern": r"(?u)\b\w+\b"}
+TOKENIZATION = {"lower": True, "stopwords": "en_plus", "stemmer": "english", "token_pattern": r"(?u)\b\w+\b"}
 BM25_K1 = 1.2
 BM25_B = 0.75
 BM25_PARAMS = {"k1": BM25_K1, "b": BM25_B, "method": "lucene"}
