@@ -27,7 +27,7 @@ def test_build_ask_info_round_trip(tmp_path: Path, article_index_path: Path) -> 
     corpus = article_index_path.parent / "corpus"
     built = run_qa("build", str(corpus), "-o", str(tmp_path / "idx"), "-q")
     assert built.returncode == 0, built.stderr
-    assert built.stdout.startswith("indexed 1 documents, 9 passages in ")
+    assert built.stdout.startswith("indexed 1 documents, 5 passages in ")
 
     asked = run_qa("ask", QUESTION, "-i", str(tmp_path / "idx"), "-k", "2")
     assert asked.returncode == 0, asked.stderr
@@ -43,7 +43,7 @@ def test_build_ask_info_round_trip(tmp_path: Path, article_index_path: Path) -> 
 
     info = run_qa("info", "-i", str(tmp_path / "idx"))
     assert info.returncode == 0, info.stderr
-    assert "state:      fresh" in info.stdout and "passages:   9" in info.stdout
+    assert "state:      fresh" in info.stdout and "passages:   5" in info.stdout
 
 
 def test_info_reports_a_stale_index(tmp_path: Path, writable_article: tuple[Path, Path]) -> None:
