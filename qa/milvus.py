@@ -213,7 +213,8 @@ def _errors(public: str, collection: str, doing: str) -> Iterator[None]:
         yield
     except pymilvus.MilvusException as error:
         reason = getattr(error, "message", None) or str(error)
-        if getattr(error, "code", None) == _COLLECTION_GONE or "not exist" in reason or "not found" in reason:
+        gone = "collection" in reason and ("not exist" in reason or "not found" in reason)
+        if getattr(error, "code", None) == _COLLECTION_GONE or gone:
             raise IncompatibleIndex(
                 f"the Milvus collection {collection} at {public} no longer exists (the index was rebuilt, or the "
                 "collection was dropped); load the index again, or rebuild it: qa build CORPUS -o INDEX"
@@ -271,6 +272,12 @@ class MilvusStore:
         self.params = params
         """qa's description of the index: ``type`` (flat, hnsw, ivfpq) and its parameters."""
         self._closed = False
+
+    @property
+    def _client(self) -> Any:
+        if self._closed:
+            raise ValueError(f"{self.label} was closed (Index.close); load the index again to search it")
+        return self.client
 
     # ------------------------------------------------------------------------------ create and open
 
@@ -353,7 +360,7 @@ class MilvusStore:
     @property
     def count(self) -> int:
         with _errors(self.public_uri, self.collection, "counting vectors"):
-            rows = self.client.query(self.collection, filter="", output_fields=["count(*)"], timeout=_timeout())
+            rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], timeout=_timeout())
         return int(rows[0]["count(*)"])
 
     @property
@@ -392,13 +399,13 @@ class MilvusStore:
                         ids[begin : begin + INSERT_BATCH], vectors[begin : begin + INSERT_BATCH], strict=True
                     )
                 ]
-                self.client.insert(self.collection, rows)
+                self._client.insert(self.collection, rows)
 
     def delete(self, ids: np.ndarray) -> None:
         with _errors(self.public_uri, self.collection, "deleting vectors"):
             for begin in range(0, len(ids), GET_BATCH):
                 chunk = [int(i) for i in ids[begin : begin + GET_BATCH]]
-                self.client.delete(self.collection, ids=chunk)
+                self._client.delete(self.collection, ids=chunk)
 
     def _search_params(self, k: int) -> dict[str, Any]:
         kind = self.params.get("type")
@@ -412,7 +419,7 @@ class MilvusStore:
         queries = np.asarray(queries, dtype=np.float32)
         limit = max(1, min(k, MAX_TOPK))
         with _errors(self.public_uri, self.collection, "searching"):
-            results = self.client.search(
+            results = self._client.search(
                 self.collection,
                 data=list(queries),
                 limit=limit,
@@ -434,7 +441,7 @@ class MilvusStore:
         with _errors(self.public_uri, self.collection, "reading vectors"):
             for begin in range(0, len(ids), GET_BATCH):
                 chunk = [int(i) for i in ids[begin : begin + GET_BATCH]]
-                for row in self.client.get(
+                for row in self._client.get(
                     self.collection, ids=chunk, output_fields=[VECTOR_FIELD], timeout=_timeout()
                 ):
                     found[int(row[ID_FIELD])] = row[VECTOR_FIELD]
@@ -462,7 +469,7 @@ class MilvusStore:
         if self._closed:
             return
         with contextlib.suppress(Exception):
-            self.client.drop_collection(self.collection)
+            self._client.drop_collection(self.collection)
         self.close()
 
 
