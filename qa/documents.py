@@ -182,26 +182,33 @@ def read_document(path: Path, doc_id: str) -> Document | None:
     if not text.strip():
         logger.warning("skipped %s: it has no text", path)
         return None
-    return Document(id=doc_id, text=text, title=title)
+    return Document(id=doc_id, text=text, title=clean_text(title))  # a file name may hold control characters
 
 
 def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
     """Yield ``(path, id)`` of the readable files below ``folder``, sorted, never leaving it.
 
-    Links that point outside the folder and link loops are skipped with a warning; a file reached twice
-    (through a link) is read once, under the first path found.
+    Links are never followed out of the folder, and links to folders are not followed at all (a folder
+    inside is read where it is), so there are no loops. A link to a file inside is read only when that
+    file is not read as itself; each is skipped with a warning.
     """
     root = folder.resolve()
-    seen_dirs: set[str] = set()
-    seen_files: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen_dirs or not _inside(real, root):
-            logger.warning("skipped %s: a link loop or a link leaving %s", dirpath, folder)
-            dirnames[:] = []
-            continue
-        seen_dirs.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    found: list[tuple[Path, str, bool]] = []  # (path, its real path, whether it is a link)
+    for dirpath, dirnames, filenames in os.walk(root):
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            sub = os.path.join(dirpath, name)
+            if os.path.islink(sub):
+                target = os.path.realpath(sub)
+                if _inside(target, root):
+                    logger.warning("skipped %s: it links to %s, a folder read where it is", sub, target)
+                else:
+                    logger.warning("skipped %s: it links outside %s", sub, folder)
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith(".") or not name.lower().endswith(SUFFIXES):
                 continue
@@ -210,11 +217,18 @@ def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
             if not _inside(real, root):
                 logger.warning("skipped %s: it links outside %s", path, folder)
                 continue
-            if real in seen_files:
-                logger.warning("skipped %s: it is the file %s again, through a link", path, seen_files[real])
-                continue
-            seen_files[real] = path
-            yield path, path.relative_to(root).as_posix()
+            found.append((path, real, path.is_symlink()))
+    read_as_itself = {real for _, real, link in found if not link}
+    linked: dict[str, Path] = {}
+    for path, real, link in found:
+        if link and real in read_as_itself:
+            logger.warning("skipped %s: it links to %s, which is read as itself", path, real)
+            continue
+        if link and real in linked:
+            logger.warning("skipped %s: it links to the same file as %s", path, linked[real])
+            continue
+        linked[real] = path
+        yield path, path.relative_to(root).as_posix()
 
 
 def _inside(path: str, root: Path) -> bool:

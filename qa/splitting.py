@@ -268,14 +268,16 @@ def _pack(units: list[_Unit], max_words: int, overlap: int) -> list[list[_Unit]]
 def _fit_tokens(
     text: str, units: list[_Unit], count_tokens: Callable[[str], int], max_tokens: int, max_words: int
 ) -> list[list[_Unit]]:
-    """Halve a passage until the model reads all of it: nothing is cut off silently."""
-    tokens = count_tokens(text[units[0].start : units[-1].end])
-    if tokens <= max_tokens:
+    """Halve a passage until the model reads all of it (nothing is cut off silently) and it is of a length to read."""
+    start, end = units[0].start, units[-1].end
+    # Not even counted when far too long: a run of letters the model reads as one unknown token can be megabytes.
+    tokens = count_tokens(text[start:end]) if end - start <= max_passage_chars(max_words) else None
+    if tokens is not None and tokens <= max_tokens:
         return [units]
     if len(units) == 1:
         unit = units[0]
         if unit.words <= 1:  # text without spaces (Chinese, Japanese, a long URL): cut between characters
-            pieces = _char_windows(text, unit, tokens, max_tokens)
+            pieces = _char_windows(text, unit, tokens, max_tokens, max_passage_chars(max_words))
             return [p for piece in pieces for p in _fit_tokens(text, [piece], count_tokens, max_tokens, max_words)]
         halves = _word_windows(text, unit.start, unit.end, (unit.words + 1) // 2, unit.paragraph)
         return [p for half in halves for p in _fit_tokens(text, [half], count_tokens, max_tokens, max_words)]
@@ -285,15 +287,26 @@ def _fit_tokens(
     )
 
 
-def _char_windows(text: str, unit: _Unit, tokens: int, max_tokens: int) -> list[_Unit]:
-    """Cut one word of ``tokens`` tokens into pieces of about four fifths of ``max_tokens``, never in a letter's accents."""
+def max_passage_chars(max_words: int) -> int:
+    """The most characters a passage holds: several times the length of ``max_words`` ordinary words."""
+    return max(4_000, 20 * max_words)
+
+
+def _char_windows(text: str, unit: _Unit, tokens: int | None, max_tokens: int, max_chars: int) -> list[_Unit]:
+    """Cut one word into pieces of about four fifths of ``max_tokens`` tokens and at most ``max_chars`` characters.
+
+    ``tokens`` is the word's token count, or ``None`` when it was too long to count. A letter's accents stay on it.
+    """
     length = unit.end - unit.start
     if length <= 1:
         raise ValueError(
             f"the character at offset {unit.start} alone is longer than the model's {max_tokens} tokens; "
             "remove it from the document or use a model with a longer input"
         )
-    size = max(1, min((length + 1) // 2, length * max_tokens * 4 // (tokens * 5)))
+    size = min((length + 1) // 2, max_chars)
+    if tokens:
+        size = min(size, length * max_tokens * 4 // (tokens * 5))
+    size = max(1, size)
     for keep_accents in (True, False):  # a "letter" of nothing but accents is cut through at last
         pieces: list[_Unit] = []
         start = unit.start
@@ -320,7 +333,9 @@ def split_document(
 
     Args:
         text: The document, plain text or Markdown (``#`` headings, ``-``/``1.`` list items).
-        max_words: The most words a passage holds; a single longer sentence is cut at word boundaries.
+        max_words: The most words a passage holds; a single longer sentence is cut at word boundaries. With
+            ``count_tokens``, a passage also holds at most ``max_passage_chars(max_words)`` characters, and
+            text without spaces longer than that, or than the model reads, is cut between characters.
         overlap: How many sentences a passage repeats from the one before it in the same section.
         max_tokens: With ``count_tokens``, the most tokens a passage may have (the model's input length).
         count_tokens: Counts the model's tokens in a string; passages over ``max_tokens`` are split further.

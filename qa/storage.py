@@ -62,6 +62,18 @@ def readable_path(path: Path) -> Path:
     return path
 
 
+def generation(path: Path) -> tuple[int, int] | None:
+    """What changes each time an index is saved at ``path`` (its manifest's inode and time), or ``None``.
+
+    Cheap to ask often: a server can poll it to notice that another process (``qa build``) saved the index.
+    """
+    try:
+        stat = (readable_path(Path(path)) / MANIFEST).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
 def _fsync_tree(folder: Path) -> None:
     for file in folder.rglob("*"):
         if file.is_file():

@@ -407,3 +407,22 @@ def test_store_upload_writes_only_into_the_folder(tmp_path: Path) -> None:
     written = store_upload(corpus, "../../../x.md", b"# X\n\ntext\n")
     assert written is not None and written.parent == corpus.resolve()
     assert [p.name for p in tmp_path.rglob("x.md")] == ["x.md"]
+
+
+def test_server_serves_an_index_that_qa_build_saved_to_its_folder(writable_article: tuple[Path, Path]) -> None:
+    corpus, index = writable_article
+    service = Service(index, corpus, Index.load(index))
+    question = "Which glaciers are retreating fastest?"
+    assert all("Patagonia" not in h.text for h in service.search(question, 3))
+    (corpus / "glaciers.md").write_text(
+        "# Glaciers\n\nGlaciers in Patagonia are retreating fastest.\n", encoding="utf-8"
+    )
+    built = subprocess.run(
+        [sys.executable, "-m", "qa", "build", str(corpus), "-o", str(index), "-q"], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    deadline = time.monotonic() + 30
+    while "Patagonia" not in service.search(question, 1)[0].text:  # checked about once a second
+        assert time.monotonic() < deadline, "the server never served the new index"
+        time.sleep(0.3)
+    assert service.last_error is None

@@ -8,7 +8,9 @@ answer from the old index, searches after it from the new one, and a failed rebu
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +18,14 @@ from pathlib import Path
 from qa.errors import IndexBusy, QAError
 from qa.index import Index
 from qa.passage import Hit
-from qa.storage import writer_lock
+from qa.storage import generation, writer_lock
 from ui.render import IndexStatus
 from ui.uploads import UploadRejected, store_upload
+
+logger = logging.getLogger(__name__)
+
+RELOAD_CHECK_SECONDS = 1.0
+"""How often a search may look whether another process (``qa build``) saved a new index."""
 
 Step = Callable[[float, str], None]
 """Reports progress: a fraction done and what is being done."""
@@ -57,12 +64,44 @@ class Service:
         self._index = index
         self._swap_lock = threading.Lock()
         self._rebuild_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self.last_error: str | None = None
+        self._generation = generation(self.index_path)
+        self._checked = time.monotonic()
 
     @property
     def index(self) -> Index:
+        self._pick_up_external_save()
         with self._swap_lock:
             return self._index
+
+    def _pick_up_external_save(self) -> None:
+        """Serve the index another process saved (``qa build`` on the same folder), without a restart.
+
+        At most once a second, and by one thread: the others keep answering from the current index.
+        """
+        if time.monotonic() - self._checked < RELOAD_CHECK_SECONDS or self._rebuild_lock.locked():
+            return
+        if not self._reload_lock.acquire(blocking=False):
+            return
+        try:
+            self._checked = time.monotonic()
+            current = generation(self.index_path)
+            if current is None or current == self._generation:
+                return
+            try:
+                loaded = Index.load(self.index_path)
+            except (QAError, OSError) as error:
+                self.last_error = f"a new index was saved at {self.index_path} but cannot be read: {error}"
+                logger.warning("%s", self.last_error)
+                self._generation = current  # do not retry a broken save on every search
+                return
+            with self._swap_lock:
+                self._index = loaded
+            self._generation = current
+            logger.warning("serving the index saved at %s by another process", self.index_path)
+        finally:
+            self._reload_lock.release()
 
     def search(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Search the current index; raises ``ValueError`` for a bad question, ``k`` or mode."""
@@ -132,6 +171,7 @@ class Service:
             raise
         with self._swap_lock:
             self._index = loaded
+            self._generation = generation(self.index_path)
         self.last_error = None
         step(1.0, "Done")
         return loaded

@@ -1,0 +1,599 @@
+"""``python -m bench.load``: many clients searching one ``qa serve`` at once, with a rebuild in the middle.
+
+Starts ``qa serve --allow-uploads`` on 127.0.0.1 over a private copy of a corpus and its index (by
+default the bundled article, indexed first with ``qa build``), asks every question once to learn the
+index's answers, then runs ``--clients`` threads, each with its own connection, that call the
+``/search`` API until ``--searches`` searches are done. When a quarter of them are done, a document is
+added to the corpus and the ``/rebuild`` endpoint called; the load goes on until the rebuild has finished
+and every client has searched the new index a few times. Each question is then asked once more for the
+new index's answers, and every answer of the load is checked: it must equal the old index's answer or the
+new index's, never an error or anything else; an answer to a search sent after the rebuild returned
+must be the new index's, one received before the rebuild began the old index's.
+
+Clients call the API over plain HTTP by default (``POST /gradio_api/call/search``, then read the
+answer's event stream: what ``curl`` would do, about 1 ms of client CPU a search), or through
+gradio_client with ``--client gradio`` (about 40 ms of client CPU a search, which on a small machine
+measures the client more than the server).
+
+Reports throughput and latency percentiles, and writes ``bench/results/load.json`` and ``load.md``
+(or ``--output STEM.json``/``.md``). ``tests/test_reliability.py`` runs a bounded form of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+QUESTIONS = [
+    "Which treaty has Pakistan not joined?",
+    "Who were the two presidents that talked privately about Pakistan?",
+    "What was Putin worried could happen with Pakistan's nuclear materials?",
+    "Which country was Pakistan's weapons program a response to?",
+    "What terrorist attack happened shortly before the talks?",
+    "How were relations between Washington and Moscow at that time?",
+    "Why has America backed Pakistan in the past?",
+    "What does Russia want in the region?",
+    "How did the world respond when the talks happened?",
+    "What do specialists recommend doing about the problem?",
+    "Which groups does Pakistan have ties with that worry other countries?",
+    "What makes the danger of weapons spreading worse today?",
+    "Was the exchange between the leaders public?",
+    "Which river did the zebras cross?",
+    "What were the lions doing while the zebras crossed?",
+    "When do zebra herds cross rivers?",
+]
+K = 5
+NEW_DOCUMENT = "zebras.md"
+
+
+def _new_document(paragraphs: int) -> str:
+    """The document the rebuild adds: enough text that embedding it takes a few seconds."""
+    body = "\n\n".join(
+        f"Zebra herd {i} crossed the {['Mara', 'Grumeti', 'Talek', 'Sand'][i % 4]} river at dawn while the lions "
+        f"slept in the tall grass, and {i % 7 + 2} foals stayed close to their mothers."
+        for i in range(paragraphs)
+    )
+    return f"# Zebras\n\n{body}\n"
+
+
+# ----------------------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+@contextlib.contextmanager
+def qa_serve(index: Path, corpus: Path, log: Path, *, timeout: float = 300) -> Iterator[tuple[str, float]]:
+    """Run ``qa serve --allow-uploads`` on a free loopback port; yield its URL and start-up seconds; stop it."""
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "qa", "serve", "-i", str(index), "--corpus", str(corpus)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--allow-uploads"]
+    env = child_env()
+    env.pop("QA_AUTH", None)
+    started = time.perf_counter()
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"qa serve exited with {server.returncode}: {log.read_text(errors='replace')}")
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError(f"qa serve did not answer within {timeout:.0f} s: {log.read_text(errors='replace')}")
+            time.sleep(0.25)
+        yield url, time.perf_counter() - started
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _client(url: str) -> Any:
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+class HttpSearcher:
+    """Calls ``/search`` over the app's HTTP API: start the call, then read its result from an event stream."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self._http = httpx.Client(base_url=url, timeout=120)
+
+    def search(self, question: str, k: int) -> list[dict[str, Any]]:
+        started = self._http.post("gradio_api/call/search", json={"data": [question, k, "hybrid"]})
+        started.raise_for_status()
+        stream = self._http.get(f"gradio_api/call/search/{started.json()['event_id']}")
+        stream.raise_for_status()
+        event = data = None
+        for line in stream.text.splitlines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = line.removeprefix("data:").strip()
+        if event != "complete" or data is None:
+            raise RuntimeError(f"the server answered {event}: {data}")
+        hits: list[dict[str, Any]] = json.loads(data)[0]
+        return hits
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class GradioSearcher:
+    """Calls ``/search`` through gradio_client, as the README shows."""
+
+    def __init__(self, url: str) -> None:
+        self._client = _client(url)
+
+    def search(self, question: str, k: int) -> list[dict[str, Any]]:
+        hits: list[dict[str, Any]] = self._client.predict(question, k, api_name="/search")
+        return hits
+
+    def close(self) -> None:
+        self._client.close()
+
+
+SEARCHERS = {"http": HttpSearcher, "gradio": GradioSearcher}
+
+
+Answer = tuple[tuple[str, float, tuple[tuple[int, int], ...]], ...]
+"""A search's answer as compared: each hit's passage id, score and highlights, in rank order."""
+
+
+def answer_of(hits: Sequence[dict[str, Any]]) -> Answer:
+    return tuple(
+        (str(hit["id"]), float(hit["score"]), tuple((int(s), int(e)) for s, e in hit["highlights"])) for hit in hits
+    )
+
+
+# ------------------------------------------------------------------------------------------- load
+
+
+@dataclass
+class Search:
+    question: str
+    started: float
+    ended: float
+    answer: Answer | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Shared:
+    """What the client threads and the rebuild thread share, under one lock."""
+
+    target: int
+    clients: int
+    rebuild: bool
+    deadline: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    claimed: int = 0
+    done: int = 0
+    searches: list[Search] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    rebuild_started: float | None = None
+    rebuild_ended: float | None = None
+    after_rebuild: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def claim(self) -> bool:
+        """Whether a client should send one more search."""
+        with self.lock:
+            if self.stop.is_set() or time.perf_counter() > self.deadline:
+                return False
+            rebuilt = not self.rebuild or (self.rebuild_ended is not None and self.after_rebuild >= 3 * self.clients)
+            if self.claimed >= self.target and rebuilt:
+                return False
+            self.claimed += 1
+            if self.rebuild_ended is not None:
+                self.after_rebuild += 1
+            return True
+
+    def record(self, search: Search) -> None:
+        with self.lock:
+            self.searches.append(search)
+            self.done += 1
+            if search.error:
+                self.errors.append(f"{search.question!r}: {search.error}")
+
+
+def _search_loop(url: str, shared: _Shared, seed: int, ready: threading.Barrier, kind: str) -> None:
+    try:
+        client = SEARCHERS[kind](url)
+    except Exception as error:  # reported as an error of the run
+        with shared.lock:
+            shared.errors.append(f"client {seed} could not connect: {error!r}")
+        ready.abort()
+        return
+    rng = random.Random(seed)
+    try:
+        ready.wait()
+        while shared.claim():
+            question = rng.choice(QUESTIONS)
+            started = time.perf_counter()
+            try:
+                hits = client.search(question, K)
+                search = Search(question, started, time.perf_counter(), answer=answer_of(hits))
+            except Exception as error:  # every failure is counted, none stops the load
+                search = Search(question, started, time.perf_counter(), error=repr(error))
+            shared.record(search)
+    except threading.BrokenBarrierError:
+        pass
+    finally:
+        client.close()
+
+
+def _rebuild(url: str, corpus: Path, shared: _Shared, paragraphs: int, outcome: dict[str, Any]) -> None:
+    """When a quarter of the searches are done, add a document and rebuild through the app's API."""
+    while not shared.stop.is_set():
+        with shared.lock:
+            if shared.done >= shared.target // 4:
+                break
+        time.sleep(0.01)
+    if shared.stop.is_set():
+        return
+    (corpus / NEW_DOCUMENT).write_text(_new_document(paragraphs), encoding="utf-8")
+    client = _client(url)
+    try:
+        with shared.lock:
+            shared.rebuild_started = time.perf_counter()
+        status, _ = client.predict(api_name="/rebuild")
+        outcome["status"] = str(status)
+    except Exception as error:  # the run reports it
+        outcome["error"] = repr(error)
+    finally:
+        with shared.lock:
+            shared.rebuild_ended = time.perf_counter()
+        client.close()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(fraction: float) -> float:
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+    return {
+        "p50": round(at(0.50) * 1000, 1),
+        "p95": round(at(0.95) * 1000, 1),
+        "p99": round(at(0.99) * 1000, 1),
+        "max": round(ordered[-1] * 1000, 1),
+        "mean": round(sum(ordered) / len(ordered) * 1000, 1),
+    }
+
+
+def run_load(
+    url: str,
+    corpus: Path,
+    *,
+    clients: int = 32,
+    searches: int = 1000,
+    rebuild: bool = True,
+    paragraphs: int = 120,
+    timeout: float = 600,
+    kind: str = "http",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Load the server at ``url`` (serving ``corpus``) and check every answer; return the figures.
+
+    ``errors`` in the result lists every failed search, every answer that is neither index's, every
+    order violation and a failed rebuild: empty when all went right.
+    """
+    reference = SEARCHERS[kind](url)
+    try:
+        old = {q: answer_of(reference.search(q, K)) for q in QUESTIONS}
+    finally:
+        reference.close()
+    shared = _Shared(target=searches, clients=clients, rebuild=rebuild, deadline=time.perf_counter() + timeout)
+    ready = threading.Barrier(clients + 1)
+    threads = [
+        threading.Thread(target=_search_loop, args=(url, shared, seed, ready, kind), daemon=True)
+        for seed in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    outcome: dict[str, Any] = {}
+    try:
+        ready.wait(timeout=120)  # every client connected: the load starts at once for all
+    except threading.BrokenBarrierError:
+        shared.stop.set()
+    started = time.perf_counter()
+    log(f"{clients} clients searching{' with a rebuild after a quarter of the searches' if rebuild else ''}")
+    rebuilder = threading.Thread(target=_rebuild, args=(url, corpus, shared, paragraphs, outcome), daemon=True)
+    if rebuild:
+        rebuilder.start()
+    for thread in threads:
+        thread.join(timeout=max(0.0, shared.deadline - time.perf_counter()) + 60)
+    shared.stop.set()
+    if rebuild:
+        rebuilder.join(timeout=60)
+    ended = time.perf_counter()
+
+    errors = list(shared.errors)
+    if any(thread.is_alive() for thread in threads):
+        errors.append("some clients did not finish within the time allowed")
+    if time.perf_counter() > shared.deadline:
+        errors.append(f"the load did not finish within {timeout:.0f} s")
+    if len(shared.searches) < searches:
+        errors.append(f"only {len(shared.searches)} of {searches} searches were made")
+    new = old
+    counts = {"old": 0, "new": 0}
+    if rebuild:
+        if "error" in outcome or "Rebuilt:" not in outcome.get("status", ""):
+            errors.append(f"the rebuild failed: {outcome.get('error') or outcome.get('status')}")
+        reference = SEARCHERS[kind](url)
+        try:
+            new = {q: answer_of(reference.search(q, K)) for q in QUESTIONS}
+        finally:
+            reference.close()
+        errors += [f"{q!r}: the rebuild did not change its answer" for q in QUESTIONS if new[q] == old[q]]
+    begun, finished = shared.rebuild_started or float("inf"), shared.rebuild_ended or float("inf")
+    during: list[float] = []
+    for search in shared.searches:
+        if search.answer is None:
+            continue
+        if search.answer == old[search.question]:
+            which = "old"
+        elif search.answer == new[search.question]:
+            which = "new"
+        else:
+            errors.append(f"{search.question!r}: an answer that is neither the old index's nor the new one's")
+            continue
+        counts[which] += 1
+        if rebuild and which == "old" and search.started > finished:
+            errors.append(f"{search.question!r}: the old index answered a search sent after the rebuild")
+        if rebuild and which == "new" and search.ended < begun:
+            errors.append(f"{search.question!r}: the new index answered before the rebuild began")
+        if search.ended > begun and search.started < finished:
+            during.append(search.ended - search.started)
+    answered = [s for s in shared.searches if s.error is None]
+    first = min((s.started for s in shared.searches), default=started)
+    last = max((s.ended for s in shared.searches), default=ended)
+    seconds = max(last - first, 1e-9)
+    result: dict[str, Any] = {
+        "clients": clients,
+        "searches": len(shared.searches),
+        "answered": len(answered),
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        "throughput_per_s": round(len(answered) / seconds, 1),
+        "latency_ms": _percentiles([s.ended - s.started for s in answered]),
+        "k": K,
+        "questions": len(QUESTIONS),
+        "client": kind,
+    }
+    if rebuild:
+        result["rebuild"] = {
+            "seconds": round(finished - begun, 2) if finished < float("inf") else None,
+            "added_paragraphs": paragraphs,
+            "answers_from_old_index": counts["old"],
+            "answers_from_new_index": counts["new"],
+            "searches_during_rebuild": len(during),
+            "latency_during_rebuild_ms": _percentiles(during),
+        }
+    return result
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+
+def prepare(workdir: Path, corpus: Path | None, index: Path | None, log: Callable[[str], None]) -> tuple[Path, Path]:
+    """A private corpus and index to serve: copies of the ones given, or the bundled article indexed now."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    own_corpus, own_index = workdir / "corpus", workdir / "index"
+    shutil.copytree(corpus or REPO / "corpus", own_corpus)
+    (own_corpus / NEW_DOCUMENT).unlink(missing_ok=True)
+    if index is not None:
+        shutil.copytree(index, own_index)
+        return own_corpus, own_index
+    log(f"indexing {own_corpus}")
+    built = subprocess.run(
+        [sys.executable, "-m", "qa", "build", str(own_corpus), "-o", str(own_index), "-q"],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"qa build failed: {built.stderr}")
+    return own_corpus, own_index
+
+
+def run(
+    *,
+    clients: int = 32,
+    searches: int = 1000,
+    rebuild: bool = True,
+    paragraphs: int = 120,
+    corpus: Path | None = None,
+    index: Path | None = None,
+    workdir: Path | None = None,
+    timeout: float = 600,
+    kind: str = "http",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Set up, serve, load and check; the figures and the errors found (an empty list when all went right)."""
+    scratch = workdir or Path(tempfile.mkdtemp(prefix="qa-load-"))
+    try:
+        own_corpus, own_index = prepare(scratch / "load", corpus, index, log)
+        with qa_serve(own_index, own_corpus, scratch / "serve.log") as (url, startup):
+            log(f"qa serve answered after {startup:.1f} s at {url}")
+            result = run_load(
+                url,
+                own_corpus,
+                clients=clients,
+                searches=searches,
+                rebuild=rebuild,
+                paragraphs=paragraphs,
+                timeout=timeout,
+                kind=kind,
+                log=log,
+            )
+        result["server_start_seconds"] = round(startup, 1)
+        return result
+    finally:
+        if workdir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- reports
+
+
+def _machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(), "system": platform.system()}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+CLIENT_TEXT = {
+    "http": "each its own HTTP connection: `POST /gradio_api/call/search`, then the answer's event stream",
+    "gradio": "one gradio_client `Client` each",
+}
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    latency = result["latency_ms"]
+    lines = [
+        "# Serving under load",
+        "",
+        f"`{command}` on {result['machine'].get('cpu', 'this machine')} ({result['machine']['cpus']} CPUs), "
+        f"{result['created']}; load average before the run {result['machine'].get('load_average')}. "
+        "Client threads and the server share the machine.",
+        "",
+        f"{result['clients']} concurrent clients ({CLIENT_TEXT[result['client']]}) called the `/search` API of "
+        f"`qa serve --allow-uploads` on 127.0.0.1, k={result['k']}, drawing from {result['questions']} questions "
+        "about the served documents (each asked once before the load, so the query vectors were cached).",
+        "",
+        "| searches | errors | seconds | searches/s | p50 ms | p95 ms | p99 ms | max ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {result['searches']:,} | {len(result['errors'])} | {result['seconds']} | {result['throughput_per_s']} | "
+        f"{latency.get('p50')} | {latency.get('p95')} | {latency.get('p99')} | {latency.get('max')} |",
+    ]
+    rebuild = result.get("rebuild")
+    if rebuild:
+        during = rebuild["latency_during_rebuild_ms"]
+        lines += [
+            "",
+            f"After a quarter of the searches a document of {rebuild['added_paragraphs']} paragraphs was added to the "
+            f"corpus and `/rebuild` called; it took {rebuild['seconds']} s while the searches went on. "
+            f"{rebuild['answers_from_old_index']:,} answers came from the old index and "
+            f"{rebuild['answers_from_new_index']:,} from the new one, each equal to that index's answer to the same "
+            "question; none was an error or a mix, and every search sent after the rebuild returned was answered by "
+            f"the new index, without a restart. The {rebuild['searches_during_rebuild']:,} searches that overlapped "
+            f"the rebuild took p50 {during.get('p50')} ms, p95 {during.get('p95')} ms.",
+        ]
+    if result["errors"]:
+        lines += ["", "## Errors", "", *(f"- {error}" for error in result["errors"][:50])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--searches", type=int, default=1000, help="searches in all, at least (default 1000)")
+    parser.add_argument("--no-rebuild", action="store_true", help="only search; no rebuild during the load")
+    parser.add_argument("--paragraphs", type=int, default=120, help="paragraphs of the document the rebuild adds")
+    parser.add_argument("--corpus", type=Path, help="a corpus to serve (default: the bundled article)")
+    parser.add_argument("--index", type=Path, help="its index, copied (default: built from the corpus)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds the load may take")
+    parser.add_argument(
+        "--client", choices=sorted(SEARCHERS), default="http", help="how clients call /search (default http)"
+    )
+    parser.add_argument("--output", type=Path, help="results stem (default bench/results/load)")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.searches < 1:
+        parser.error("--clients and --searches must be at least 1")
+    machine = _machine()
+    result = run(
+        clients=args.clients,
+        searches=args.searches,
+        rebuild=not args.no_rebuild,
+        paragraphs=args.paragraphs,
+        corpus=args.corpus,
+        index=args.index,
+        timeout=args.timeout,
+        kind=args.client,
+        log=lambda message: print(f"bench.load: {message}", file=sys.stderr, flush=True),
+    )
+    result["machine"] = machine
+    result["created"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python -m bench.load" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    result["command"] = command
+    stem = args.output or RESULTS / "load"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in (
+        (stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n"),
+        (stem.with_suffix(".md"), markdown(result, command)),
+    ):
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    latency = result["latency_ms"]
+    print(
+        f"{result['searches']:,} searches by {result['clients']} clients in {result['seconds']} s: "
+        f"{result['throughput_per_s']}/s, p50 {latency.get('p50')} ms, p95 {latency.get('p95')} ms, "
+        f"{len(result['errors'])} errors -> {stem.with_suffix('.json')}, {stem.with_suffix('.md')}"
+    )
+    for error in result["errors"][:20]:
+        print(f"  error: {error}")
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
