@@ -634,45 +634,59 @@ def _embed(
     previous: Index | None,
     report: Callable[[float, str], None],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of the passages (float32) and of their sentences (float16), reusing ``previous``'s where the text is the same."""
-    passage_texts = [embedding_text(p) for p in split.passages]
-    sentence_texts = [p.text[s:e] for p, spans in zip(split.passages, split.sentences, strict=True) for s, e in spans]
-    known: dict[str, np.ndarray] = previous._known_vectors() if previous is not None else {}
-    texts = list(dict.fromkeys(t for t in passage_texts + sentence_texts if _content_key(t) not in known))
-    fresh = _encode_with_progress(encoder, texts, batch_size, progress, report)
-    for text, vector in zip(texts, fresh, strict=True):
-        known[_content_key(text)] = vector
+    """Vectors of the passages (float32) and of their sentences (float16).
+
+    Texts already embedded by ``previous`` reuse its vectors; each other distinct text is embedded once.
+    New vectors go straight into the two result arrays, so a build holds each vector once (no full
+    intermediate array): memory grows with the collection, not with a multiple of it.
+    """
     dim = encoder.dim
-    passage_vectors = (
-        np.stack([known[_content_key(t)] for t in passage_texts]).astype(np.float32)
-        if passage_texts
-        else np.zeros((0, dim), np.float32)
-    )
-    sentence_vectors = (
-        np.stack([known[_content_key(t)] for t in sentence_texts]).astype(np.float16)
-        if sentence_texts
-        else np.zeros((0, dim), np.float16)
-    )
+    passage_vectors = np.zeros((len(split.passages), dim), dtype=np.float32)
+    sentence_vectors = np.zeros((sum(map(len, split.sentences)), dim), dtype=np.float16)
+    targets = (passage_vectors, sentence_vectors)
+    known: dict[str, np.ndarray] = previous._known_vectors() if previous is not None else {}
+    # For each text still to embed: where its vector goes, as (which array, row).
+    todo: dict[str, tuple[str, list[tuple[int, int]]]] = {}
+
+    def place(which: int, row: int, text: str) -> None:
+        key = _content_key(text)
+        if (vector := known.get(key)) is not None:
+            targets[which][row] = vector
+        else:
+            todo.setdefault(key, (text, []))[1].append((which, row))
+
+    for row, passage in enumerate(split.passages):
+        place(0, row, embedding_text(passage))
+    row = 0
+    for passage, spans in zip(split.passages, split.sentences, strict=True):
+        for start, end in spans:
+            place(1, row, passage.text[start:end])
+            row += 1
+    known.clear()  # the reused vectors are placed; free them before embedding the rest
+    pending = list(todo.values())
+    for rows, vectors in _encode_in_chunks(encoder, [text for text, _ in pending], batch_size, progress, report):
+        for i, vector in zip(rows, vectors, strict=True):
+            for which, row in pending[i][1]:
+                targets[which][row] = vector
     return passage_vectors, sentence_vectors
 
 
-def _encode_with_progress(
+def _encode_in_chunks(
     encoder: Encoder, texts: Sequence[str], batch_size: int, progress: bool, report: Callable[[float, str], None]
-) -> np.ndarray:
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Yield ``(positions, vectors)`` of ``texts``, a few batches at a time, with a progress bar."""
     from tqdm import tqdm
 
-    # Long texts first, so each batch pads little; then back to the given order.
+    # Long texts first, so each batch pads little.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     # A few batches per call: the model is free between calls for a server's searches.
     chunk = batch_size * 2
     with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
         for begin in range(0, len(order), chunk):
             rows = order[begin : begin + chunk]
-            vectors[rows] = encoder.encode([texts[i] for i in rows], batch_size=batch_size)
+            yield rows, encoder.encode([texts[i] for i in rows], batch_size=batch_size)
             bar.update(len(rows))
             report(
                 0.05 + 0.9 * (begin + len(rows)) / len(order),
                 f"embedding {begin + len(rows):,} of {len(order):,} texts",
             )
-    return vectors
