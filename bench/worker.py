@@ -1,0 +1,539 @@
+"""The measurements that run in a child process: ``python -m bench.worker TASK PARAMS_JSON RESULT_FILE``.
+
+Each task runs in a fresh interpreter started by ``bench.common.run_task`` so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import data
+from bench.common import summary
+
+K = 5
+"""Passages asked for per question: the ``qa ask`` default."""
+SINGLE_THREAD_FLOOR = "floor, 1 thread"
+
+
+def _texts_of(index: Any) -> tuple[list[str], list[str]]:
+    """The passage texts (as the model reads them) and sentence texts of an index, in index order."""
+    from qa.index import embedding_text
+
+    passages = [embedding_text(p) for p in index.passages]
+    sentences = [p.text[s:e] for p, spans in zip(index.passages, index._sentences, strict=True) for s, e in spans]
+    return passages, sentences
+
+
+def _warm(model: Any, batch_size: int) -> None:
+    """Run the model once so one-off costs (thread pools, first allocations) fall outside every timing."""
+    model.encode(["a warm-up sentence"] * batch_size, batch_size=batch_size)
+
+
+class RSSSampler:
+    """Samples this process's resident memory every 20 ms and keeps the peak seen during each stage.
+
+    Tells where a build's peak comes from (the kernel's own peak figure says only how high it went).
+    """
+
+    def __init__(self) -> None:
+        self.stage = "other"
+        self.peaks: dict[str, int] = {}
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * self._page
+        self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; the peak of each stage in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return {stage: round(peak / (1 << 20), 1) for stage, peak in self.peaks.items()}
+
+
+def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -> None:
+    """Wrap qa's build stages to record the time (and memory peak) of each; behaviour is unchanged."""
+    import qa.dense
+    import qa.index
+    import qa.lexical
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:  # a step qa no longer has: leave it out of the breakdown
+            return
+
+        def enter() -> tuple[str, float]:
+            outer = sampler.stage if sampler else ""
+            if sampler:
+                sampler._sample()  # the stage before ends here
+                sampler.stage = label
+            return outer, time.perf_counter()
+
+        def leave(outer: str, started: float) -> None:
+            stages[label] = stages.get(label, 0.0) + time.perf_counter() - started
+            if sampler:
+                sampler._sample()
+                sampler.stage = outer
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            outer, started = enter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                leave(outer, started)
+
+        def timed_generator(*args: Any, **kwargs: Any) -> Any:
+            # Only the time spent producing items counts; the caller's work between items does not.
+            iterator = original(*args, **kwargs)
+            while True:
+                outer, started = enter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    leave(outer, started)
+                yield item
+
+        setattr(owner, name, timed_generator if inspect.isgeneratorfunction(original) else timed)
+
+    wrap(qa.index, "_split_collection", "split")
+    wrap(qa.index, "_embed", "vectors (all)")
+    wrap(qa.index, "_encode_with_progress", "embed")  # the name until qa 5ed2560
+    wrap(qa.index, "_encode_in_chunks", "embed")
+    wrap(qa.dense, "build_dense_index", "faiss")
+    wrap(qa.lexical.LexicalIndex, "build", "bm25")
+    wrap(qa.index.Index, "_known_vectors", "reusable vectors")
+
+
+def _stub_encoder(dim: int) -> None:
+    """Replace the model's forward pass by random unit vectors; the model stays loaded for its tokenizer.
+
+    Used only where it is labelled: it measures everything a build does except the neural network,
+    whose memory is per batch and does not grow with the collection.
+    """
+    from qa.embedding import Encoder
+
+    def encode(self: Encoder, texts: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        rng = np.random.default_rng(len(texts))
+        vectors = rng.standard_normal((len(texts), dim), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors
+
+    Encoder.encode = encode  # type: ignore[method-assign]
+
+
+def _documents(source: dict[str, Any]) -> list[Any]:
+    if source["name"] == "squad":
+        documents = data.squad()[0]
+        return documents[: source["documents"]] if source.get("documents") else documents
+    if source["name"] == "scifact":
+        return data.scifact(int(source["documents"]))
+    raise ValueError(f"unknown source {source!r}")
+
+
+# ------------------------------------------------------------------------------------------- tasks
+
+
+def task_build(params: dict[str, Any]) -> dict[str, Any]:
+    """``Index.build`` of a collection, then ``save``; with the real model or (labelled) a stub encoder."""
+    from qa.embedding import Encoder
+    from qa.index import Index
+
+    documents = _documents(params["source"])
+    encoder = Encoder()
+    model = encoder.model  # loading the model is start-up, not build throughput
+    if params.get("stub"):
+        _stub_encoder(encoder.dim)
+    else:
+        _warm(model, params["batch_size"])
+    stages: dict[str, float] = {}
+    sampler = RSSSampler()
+    _timed_stages(stages, sampler)
+    started = time.perf_counter()
+    index = Index.build(
+        documents, batch_size=params["batch_size"], index_type=params.get("index_type", "auto"), progress=False
+    )
+    build_s = time.perf_counter() - started
+    sampler.stage = "save"
+    started = time.perf_counter()
+    index.save(params["output"])
+    save_s = time.perf_counter() - started
+    peaks = sampler.stop()
+    passages, sentences = _texts_of(index)
+    return {
+        "documents": len(documents),
+        "passages": len(index),
+        "sentences": len(sentences),
+        "distinct_texts": len(set(passages) | set(sentences)),
+        "passage_tokens_mean": _mean_tokens(encoder, passages[:2000]),
+        "sentence_tokens_mean": _mean_tokens(encoder, sentences[:2000]),
+        "dense": index.manifest["dense"],
+        "build_s": round(build_s, 3),
+        "save_s": round(save_s, 3),
+        "stages_s": {k: round(v, 3) for k, v in stages.items() if k != "vectors (all)"},
+        "vectors_total_s": round(stages.get("vectors (all)", 0.0), 3),
+        "peak_rss_by_stage_mib": peaks,
+        "passages_per_s": round(len(index) / build_s, 2),
+    }
+
+
+def _mean_tokens(encoder: Any, texts: list[str]) -> float:
+    return round(float(np.mean([encoder.count_tokens(t) for t in texts])), 1) if texts else 0.0
+
+
+def task_bare_encode(params: dict[str, Any]) -> dict[str, Any]:
+    """Bare ``model.encode`` of an index's passages (the issue's baseline), and of passages + sentences."""
+    from qa.embedding import Encoder
+    from qa.index import Index
+
+    index = Index.load(params["index"])
+    passages, sentences = _texts_of(index)
+    del index
+    model = Encoder().model
+    _warm(model, params["batch_size"])
+
+    def encode(texts: list[str]) -> float:
+        started = time.perf_counter()
+        model.encode(texts, batch_size=params["batch_size"], normalize_embeddings=True, convert_to_numpy=True)
+        return time.perf_counter() - started
+
+    passages_s = encode(passages)
+    result: dict[str, Any] = {
+        "passages": len(passages),
+        "passages_s": round(passages_s, 3),
+        "passages_per_s": round(len(passages) / passages_s, 2),
+    }
+    if params.get("with_sentences"):
+        distinct = list(dict.fromkeys(sentences))  # a build embeds each distinct text once
+        sentences_s = encode(distinct)
+        result |= {
+            "sentences": len(distinct),
+            "sentences_s": round(sentences_s, 3),
+            "all_s": round(passages_s + sentences_s, 3),
+            "all_passages_per_s": round(len(passages) / (passages_s + sentences_s), 2),
+        }
+    return result
+
+
+def task_pooled_sentences(params: dict[str, Any]) -> dict[str, Any]:
+    """What-if: sentence vectors pooled from the passage's own forward pass instead of a second pass.
+
+    A build now embeds every sentence again on its own, about as much work as the passages. Mean-pooling
+    the passage's token embeddings over each sentence's tokens gives sentence vectors at no extra model
+    cost. Measured here: the rate of that one pass against bare ``model.encode(passages)``, and how often
+    the sentence each kind of vector picks in the passage holding a SQuAD answer contains the answer.
+    """
+    from qa.embedding import Encoder
+    from qa.index import Index, embedding_text
+
+    index = Index.load(params["index"])
+    passages = list(index.passages)
+    spans = [list(s) for s in index._sentences]
+    texts = [embedding_text(p) for p in passages]
+    shifts = [len(t) - len(p.text) for t, p in zip(texts, passages, strict=True)]  # the title line before the text
+    independent = np.load(Path(params["index"]) / "sentences.npy").astype(np.float32)  # as the build saved them
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in spans])]).astype(np.int64)
+    model = Encoder().model
+    _warm(model, params["batch_size"])
+
+    started = time.perf_counter()
+    model.encode(texts, batch_size=params["batch_size"], normalize_embeddings=True, convert_to_numpy=True)
+    bare_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    tokens = model.encode(texts, batch_size=params["batch_size"], output_value="token_embeddings")
+    marks = model.tokenizer(texts, return_offsets_mapping=True, truncation=True, max_length=model.max_seq_length)
+    pooled = np.zeros_like(independent)
+    for i, (embedded, mapping) in enumerate(zip(tokens, marks["offset_mapping"], strict=True)):
+        starts = np.array([a for a, b in mapping])
+        ends = np.array([b for a, b in mapping])
+        real = ends > starts  # special tokens map to (0, 0)
+        vectors = embedded.float().numpy()
+        for row, (s, e) in enumerate(spans[i], start=int(offsets[i])):
+            inside = real & (starts < e + shifts[i]) & (ends > s + shifts[i])
+            vector = vectors[inside].mean(axis=0) if inside.any() else vectors[real].mean(axis=0)
+            pooled[row] = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    pooled_s = time.perf_counter() - started
+
+    indexed = {d["id"] for d in index.documents}
+    questions = data.sample([q for q in data.squad()[1] if q.doc_id in indexed], params["questions"], seed=3)
+    query_vectors = model.encode([q.text for q in questions], normalize_embeddings=True, convert_to_numpy=True)
+    by_document: dict[str, list[int]] = {}
+    for i, p in enumerate(passages):
+        by_document.setdefault(p.doc_id, []).append(i)
+    right = {"independent": 0, "pooled": 0}
+    asked = 0
+    for question, query in zip(questions, query_vectors, strict=True):
+        holding = [
+            i
+            for i in by_document.get(question.doc_id, [])
+            if passages[i].start <= question.answer_offset < passages[i].end
+        ]
+        if not holding or len(spans[holding[0]]) < 2:
+            continue  # a one-sentence passage has nothing to choose
+        i = holding[0]
+        answer = question.answer_offset - passages[i].start
+        asked += 1
+        for name, vectors in (("independent", independent), ("pooled", pooled)):
+            best = int(np.argmax(vectors[offsets[i] : offsets[i + 1]] @ query))
+            s, e = spans[i][best]
+            right[name] += s <= answer < e
+    return {
+        "passages": len(passages),
+        "sentences": int(offsets[-1]),
+        "bare_passages_s": round(bare_s, 3),
+        "pooled_pass_s": round(pooled_s, 3),
+        "pooled_vs_bare_rate": round(bare_s / pooled_s, 3),
+        "questions": asked,
+        "answer_sentence_picked": {k: round(v / max(asked, 1), 3) for k, v in right.items()},
+    }
+
+
+def _disable_query_cache() -> None:
+    """Make every search embed its question, as a new question does.
+
+    qa keeps the vectors of questions asked before; asked in several modes back to back, a question
+    would be embedded by the first variant only and the others would look free.
+    """
+    import qa.embedding
+
+    if hasattr(qa.embedding, "QUERY_CACHE_SIZE"):
+        qa.embedding.QUERY_CACHE_SIZE = 0  # the cache evicts down to this size after every insert
+        getattr(qa.embedding, "_query_vectors", {}).clear()
+
+
+def _profile_search(index: Any, questions: list[str]) -> dict[str, dict[str, float]]:
+    """Mean milliseconds a question spends in each step of ``Index.search``, by mode (a separate pass).
+
+    The steps are wrapped only for this pass, so the wrappers' small cost never enters the latencies.
+    """
+    import qa.index
+    import qa.lexical
+    from qa.embedding import Encoder
+
+    spent: dict[str, float] = {}
+    steps = [
+        (Encoder, "encode_query", "encode question"),
+        (qa.lexical.LexicalIndex, "scores", "BM25 over all passages"),
+        (qa.lexical.LexicalIndex, "text_scores", "BM25 of sentences (highlight)"),
+        (qa.index.Index, "_highlights", "highlight (total)"),
+        (qa.index.Index, "_hybrid", "hybrid candidates and fusion (total)"),
+    ]
+    originals = []
+    for owner, name, label in steps:
+        if not hasattr(owner, name):
+            continue
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+
+        def timed(*args: Any, _original: Any = original, _label: str = label, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, timed)
+    profile: dict[str, dict[str, float]] = {}
+    try:
+        for mode in ("hybrid", "dense", "lexical"):
+            spent.clear()
+            started = time.perf_counter()
+            for question in questions:
+                index.search(question, K, mode=mode)
+            total = time.perf_counter() - started
+            profile[mode] = {"total": round(total / len(questions) * 1e3, 3)} | {
+                label: round(seconds / len(questions) * 1e3, 3) for label, seconds in spent.items()
+            }
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    return profile
+
+
+def task_latency(params: dict[str, Any]) -> dict[str, Any]:
+    """Warm single-question latency of each mode beside the floor, interleaved question by question."""
+    import faiss
+    import torch
+
+    from qa.embedding import Encoder
+    from qa.index import Index
+
+    _disable_query_cache()
+    index = Index.load(params["index"])
+    model = Encoder().model  # the one the index uses: models are loaded once per process
+    # The floor searches the index's own vectors, read from its FAISS file.
+    vectors = faiss.read_index(str(Path(params["index"]) / "vectors.faiss")).reconstruct_n(0, -1)
+    floor_index = faiss.IndexFlatIP(vectors.shape[1])
+    floor_index.add(vectors)
+    indexed = {d["id"] for d in index.documents}
+    questions = [q for q in data.squad()[1] if q.doc_id in indexed]
+    questions = data.sample(questions, params["warmup"] + params["questions"], seed=params.get("seed", 0))
+    passages = index.passages
+    by_id = {p.id: i for i, p in enumerate(passages)}
+
+    def floor(question: str) -> list[int]:
+        vector = model.encode([question], normalize_embeddings=True, convert_to_numpy=True)
+        _, ids = floor_index.search(vector, K)
+        return [int(i) for i in ids[0]]
+
+    def mode_runner(mode: str) -> Callable[[str], list[int]]:
+        def run(question: str) -> list[int]:
+            return [by_id[hit.passage.id] for hit in index.search(question, K, mode=mode)]
+
+        return run
+
+    runners: dict[str, Callable[[str], list[int]]] = {"floor": floor} | {
+        mode: mode_runner(mode) for mode in ("hybrid", "dense", "lexical")
+    }
+    threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    if threads > 1:
+        # The floor again on one thread: shows what the default thread count costs or gains here.
+        runners[SINGLE_THREAD_FLOOR] = floor
+    names = list(runners)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    found: dict[str, int] = dict.fromkeys(names, 0)
+    for number, question in enumerate(questions):
+        measured = number >= params["warmup"]
+        # Each question runs every variant back to back, in a rotating order, so that a burst of load
+        # from elsewhere on the machine falls on all of them alike and none always goes first.
+        shift = number % len(names)
+        for name in names[shift:] + names[:shift]:
+            single = name == SINGLE_THREAD_FLOOR
+            if single:  # set outside the timing; the pools keep their threads, they just wait
+                torch.set_num_threads(1)
+                faiss.omp_set_num_threads(1)
+            started = time.perf_counter()
+            ids = runners[name](question.text)
+            elapsed = time.perf_counter() - started
+            if single:
+                torch.set_num_threads(threads)
+                faiss.omp_set_num_threads(faiss_threads)
+            if measured:
+                times[name].append(elapsed)
+                found[name] += any(
+                    passages[i].doc_id == question.doc_id
+                    and passages[i].start <= question.answer_offset < passages[i].end
+                    for i in ids
+                )
+    floor_times = np.asarray(times["floor"])
+    floor_p50 = float(np.percentile(floor_times, 50)) * 1e3
+    result: dict[str, Any] = {
+        "passages": len(passages),
+        "questions": len(floor_times),
+        "k": K,
+        "torch_threads": threads,
+        "faiss_threads": faiss_threads,
+        "modes": {},
+    }
+    for name in names:
+        stats: dict[str, Any] = summary(times[name])
+        stats["p50_vs_floor"] = round(stats["p50_ms"] / floor_p50, 3)
+        stats["paired_median_ratio"] = round(float(np.median(np.asarray(times[name]) / floor_times)), 3)
+        stats["answer_in_top5"] = round(found[name] / len(floor_times), 3)
+        result["modes"][name] = stats
+    profiled = [q.text for q in questions[params["warmup"] :]][: params.get("profile_questions", 50)]
+    result["profile_ms"] = _profile_search(index, profiled)
+    return result
+
+
+def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild with ``previous=`` after one document changed, against embedding that document and saving."""
+    import shutil
+
+    from qa.documents import Document
+    from qa.embedding import Encoder
+    from qa.index import Index, embedding_text
+
+    documents = _documents(params["source"])
+    model = Encoder().model
+    _warm(model, 64)
+    started = time.perf_counter()
+    old = Index.load(params["index"])
+    load_s = time.perf_counter() - started
+    # Rewrite every sentence of one document, so the update must embed all of it, like the baseline.
+    target = len(documents) // 2
+    changed = documents[target]
+    documents[target] = Document(changed.id, data.variant(changed.text, 997), changed.title)
+    scratch = Path(params["scratch"])
+    update_times: list[float] = []
+    bare_times: list[float] = []
+    texts = 0
+    stages: dict[str, float] = {}
+    _timed_stages(stages)
+    for _ in range(params["repeats"]):
+        stages.clear()
+        started = time.perf_counter()
+        new = Index.build(documents, previous=old, progress=False)
+        stages["build (total)"] = time.perf_counter() - started
+        new.save(scratch / "updated")
+        update_times.append(time.perf_counter() - started)
+        rows = [i for i, p in enumerate(new.passages) if p.doc_id == changed.id]
+        own = [embedding_text(new.passages[i]) for i in rows] + [
+            new.passages[i].text[s:e] for i in rows for s, e in new._sentences[i]
+        ]
+        texts = len(own)
+        started = time.perf_counter()
+        model.encode(own, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        new.save(scratch / "bare")
+        bare_times.append(time.perf_counter() - started)
+        del new
+    shutil.rmtree(scratch, ignore_errors=True)
+    update = float(np.median(update_times))
+    bare = float(np.median(bare_times))
+    return {
+        "passages": len(old),
+        "documents": len(documents),
+        "changed_document_texts": texts,
+        "load_previous_s": round(load_s, 3),
+        "update_s": round(update, 3),
+        "bare_s": round(bare, 3),
+        "ratio": round(update / bare, 3),
+        "repeats": params["repeats"],
+        "update_stages_s": {k: round(v, 3) for k, v in stages.items()},
+        "dense": old.manifest["dense"],
+    }
+
+
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "build": task_build,
+    "pooled-sentences": task_pooled_sentences,
+    "bare-encode": task_bare_encode,
+    "latency": task_latency,
+    "incremental": task_incremental,
+}
+
+
+def main(argv: list[str]) -> int:
+    task, params, result_file = argv[0], json.loads(argv[1]), Path(argv[2])
+    if task.startswith("ann-"):
+        from bench import ann
+
+        result = ann.TASKS[task](params)
+    else:
+        result = TASKS[task](params)
+    result_file.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
