@@ -6,7 +6,6 @@ Runs inside a ``bench.worker`` child (tasks ``ann-sizes`` and ``ann-flat-scan``)
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import time
@@ -178,28 +177,52 @@ def task_flat_scan(params: dict[str, Any]) -> dict[str, Any]:
     """Single-query exact (flat) search latency by collection size, beside encoding one question.
 
     The exact index is worth keeping while its scan stays small next to the encoding every question
-    pays anyway; ``AUTO_EXACT_LIMIT`` is chosen from this curve.
+    pays anyway; ``AUTO_EXACT_LIMIT`` is chosen from this curve. Each search runs with the default
+    threads and with one, alternately: FAISS splits a single query's scan over its OpenMP threads,
+    and on a busy machine waiting for the second thread can cost more than the scan.
     """
     import faiss
+    import torch
 
     from qa.embedding import Encoder
 
     model = Encoder().model
     questions = [f"What happened to the river in the year {1800 + i}?" for i in range(params["latency_queries"])]
+    threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
     model.encode(questions[:8])
-    encode = single_query_latency(
-        lambda q: model.encode([questions[int(q[0, 0]) % len(questions)]], normalize_embeddings=True),
-        np.arange(len(questions), dtype=np.float32)[:, None],
+
+    def alternate(run: Callable[[int], Any], count: int) -> dict[str, dict[str, float]]:
+        timings: dict[str, list[float]] = {"default": [], "1 thread": []}
+        for i in range(count + 5):
+            for setting in ("default", "1 thread") if i % 2 == 0 else ("1 thread", "default"):
+                faiss.omp_set_num_threads(threads if setting == "default" else 1)
+                torch.set_num_threads(torch_threads if setting == "default" else 1)
+                started = time.perf_counter()
+                run(i)
+                if i >= 5:  # the first few warm up
+                    timings[setting].append(time.perf_counter() - started)
+        faiss.omp_set_num_threads(threads)
+        torch.set_num_threads(torch_threads)
+        return {setting: summary(values) for setting, values in timings.items()}
+
+    encode = alternate(
+        lambda i: model.encode([questions[i % len(questions)]], normalize_embeddings=True), len(questions)
     )
-    sizes = []
     largest = max(params["sizes"])
     vectors, queries = clustered_vectors(largest, params["latency_queries"], seed=params.get("seed", 0))
+    sizes = []
     for count in sorted(params["sizes"]):
         flat = faiss.IndexFlatIP(vectors.shape[1])
         flat.add(vectors[:count])
-        sizes.append({"count": count, **single_query_latency(functools.partial(flat.search, k=100), queries)})
+        by_threads = alternate(lambda i, f=flat: f.search(queries[i % len(queries)][None, :], 100), len(queries))
+        sizes.append({"count": count, **by_threads["default"], "one_thread": by_threads["1 thread"]})
         del flat
-    return {"encode_question": encode, "flat": sizes}
+    return {
+        "encode_question": encode["default"],
+        "encode_question_one_thread": encode["1 thread"],
+        "threads": {"faiss": threads, "torch": torch_threads},
+        "flat": sizes,
+    }
 
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

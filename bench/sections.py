@@ -6,6 +6,7 @@ benchmark itself in a minute or two.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import statistics
@@ -303,22 +304,29 @@ NEGLIGIBLE_SHARE = 0.2
 
 
 def exact_limit(scan: dict[str, Any]) -> dict[str, Any]:
-    """The collection size where a flat scan stops being negligible, from a straight-line fit of its p50."""
-    import numpy as np
+    """The collection size where a flat scan stops being negligible, interpolated between measured sizes.
 
+    Each side takes the better of default threads and one thread, as qa could choose either.
+    """
     from qa import dense
 
-    counts = np.array([row["count"] for row in scan["flat"]], dtype=np.float64)
-    p50 = np.array([row["p50_ms"] for row in scan["flat"]], dtype=np.float64)
-    slope, intercept = np.polyfit(counts, p50, 1)
-    budget = NEGLIGIBLE_SHARE * scan["encode_question"]["p50_ms"]
-    crossing = (budget - intercept) / slope if slope > 0 else float("inf")
+    encode = min(scan["encode_question"]["p50_ms"], scan.get("encode_question_one_thread", {}).get("p50_ms", 1e9))
+    budget = NEGLIGIBLE_SHARE * encode
+    points = [(row["count"], min(row["p50_ms"], row.get("one_thread", {}).get("p50_ms", 1e9))) for row in scan["flat"]]
+    all_below = all(p50 <= budget for _, p50 in points)
+    crossing: int | None = None
+    if points and not all_below and points[0][1] <= budget:
+        for (size, p50), (next_size, next_p50) in itertools.pairwise(points):
+            if next_p50 > budget:  # the first size over budget: interpolate from the one before
+                crossing = int(size + (budget - p50) / (next_p50 - p50) * (next_size - size))
+                break
     return {
         "current": dense.AUTO_EXACT_LIMIT,
-        "flat_ms_per_100k": round(slope * 100_000, 2),
+        "encode_p50_ms": round(encode, 2),
         "budget_ms": round(budget, 2),
-        "crossing": int(crossing) if np.isfinite(crossing) else None,
-        "rule": f"flat p50 ≤ {NEGLIGIBLE_SHARE:.0%} of encoding a question (p50)",
+        "crossing": crossing,
+        "all_below": all_below,
+        "rule": f"flat p50 ≤ {NEGLIGIBLE_SHARE:.0%} of encoding a question (p50); each the better of 2 threads and 1",
     }
 
 

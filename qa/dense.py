@@ -12,8 +12,13 @@ from typing import Any
 import numpy as np
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
-AUTO_EXACT_LIMIT = 200_000
-"""Below this many passages ``auto`` searches exactly: a flat scan is still fast there and has full recall."""
+AUTO_EXACT_LIMIT = 25_000
+"""Below this many passages ``auto`` searches exactly; from here on, HNSW.
+
+Measured on 2 cores: one exact search (k=100) scans about 5 ms per 100,000 vectors, while encoding the
+question takes 6-7 ms. Up to about 28,000 vectors the scan costs at most a fifth of that; HNSW answers
+in well under a millisecond at any size here, with 99.9% of the exact top 10 at 100,000.
+"""
 
 IVFPQ_MIN_COUNT = 1_000
 """IVF-PQ learns its lists and codebooks from the collection; fewer vectors than this cannot train them."""

@@ -220,7 +220,7 @@ class Index:
             max_words: The most words in a passage.
             overlap: Sentences each passage repeats from the one before it.
             index_type: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, for large collections), or
-                ``auto``: exact below 200,000 passages.
+                ``auto``: exact below 25,000 passages, HNSW above.
             batch_size: Passages the model embeds at once.
             progress: Show a progress bar on stderr; default: when stderr is a terminal.
             previous: An index of an earlier version of the collection: passages whose text is unchanged
