@@ -1,6 +1,6 @@
 """Index types on synthetic vectors: build time, single-query latency, recall against exact search, size.
 
-Runs inside a ``bench.worker`` child (tasks ``ann-sizes`` and ``ann-flat-scan``). Every index is built by
+Runs inside a ``bench.worker`` child (tasks ``ann-sizes`` and ``ann-flat-scan``). Every qa index type is built by
 ``qa.dense.build_dense_index``, the code path ``Index.build`` uses, with the configuration measured.
 """
 

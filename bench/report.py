@@ -65,13 +65,16 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
             bool(good and good["p50_ms"] <= 2.0),
         )
         ivf_rows = [
-            {**r, "pq_m": c["params"]["pq_m"]} for c in largest["configs"] if c["type"] == "ivfpq" for r in c["results"]
+            {**r, "pq_m": c["params"]["pq_m"], "opq": c["params"].get("opq", False)}
+            for c in largest["configs"]
+            if c["type"] == "ivfpq"
+            for r in c["results"]
         ]
         good = _best(ivf_rows, lambda r: r["nearest_in_10"] >= 0.9 and r["bytes_per_vector"] <= 100, "p50_ms")
         add(
             f"IVF-PQ at {label}: nearest in top 10 ≥ 90%, ≤ 100 bytes/vector",
             "≥ 0.90, ≤ 100 B",
-            f"pq_m={good['pq_m']}, nprobe={good['nprobe']}: {good['nearest_in_10']:.3f}, {good['bytes_per_vector']:.0f} B, p50 {good['p50_ms']:.2f} ms"
+            f"pq_m={good['pq_m']}{', OPQ' if good['opq'] else ''}, nprobe={good['nprobe']}: {good['nearest_in_10']:.3f}, {good['bytes_per_vector']:.0f} B, p50 {good['p50_ms']:.2f} ms"
             if good
             else "no setting reached it",
             good is not None,
@@ -429,7 +432,7 @@ def _scaling(section: dict[str, Any]) -> list[str]:
         ),
         "Stages: `split` (reading, splitting, counting tokens), `embed` (the model), `vectors (all)` (the rest of "
         "turning texts into the passage and sentence arrays: hashing, reuse, stacking), `faiss`, `bm25`, `save`; "
-        "`other` is start-up (documents read, model loaded).",
+        "`other` is start-up (documents read, model loaded) and the work between those stages.",
         "",
     ]
     if section.get("estimates"):

@@ -53,14 +53,15 @@ class RSSSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
+        """Record the resident memory now against the current stage."""
         with open("/proc/self/statm") as statm:
             rss = int(statm.read().split()[1]) * self._page
         self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            self._sample()
+            self.sample()
 
     def stop(self) -> dict[str, float]:
         """Stop sampling; the peak of each stage in MiB."""
@@ -83,14 +84,14 @@ def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -
         def enter() -> tuple[str, float]:
             outer = sampler.stage if sampler else ""
             if sampler:
-                sampler._sample()  # the stage before ends here
+                sampler.sample()  # the stage before ends here
                 sampler.stage = label
             return outer, time.perf_counter()
 
         def leave(outer: str, started: float) -> None:
             stages[label] = stages.get(label, 0.0) + time.perf_counter() - started
             if sampler:
-                sampler._sample()
+                sampler.sample()
                 sampler.stage = outer
 
         def timed(*args: Any, **kwargs: Any) -> Any:

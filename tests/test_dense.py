@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from qa import dense
-from qa.dense import AUTO_EXACT_LIMIT, IVFPQ_MIN_COUNT, build_dense_index, configure_search, resolve_index_type
+from qa.dense import (
+    AUTO_EXACT_LIMIT,
+    IVFPQ_MIN_COUNT,
+    IVFPQConfig,
+    build_dense_index,
+    configure_search,
+    resolve_index_type,
+)
 
 DIM = 64
 K = 10
@@ -156,3 +163,19 @@ def test_empty_collection_builds_an_empty_exact_index() -> None:
     index, params = build_dense_index(np.zeros((0, DIM), dtype=np.float32), "auto")
     assert params["type"] == "flat"
     assert index.ntotal == 0
+
+
+def test_ivfpq_rotates_large_collections_and_keeps_inner_products() -> None:
+    import faiss
+
+    vectors, queries = clustered(10_000, 50, seed=3)
+    # 16 codes of 4 dimensions: the same path as the default, trained in seconds.
+    index, params = build_dense_index(vectors, "ivfpq", ivfpq=IVFPQConfig(pq_m=16))
+    assert params["opq"] and params["nbits"] == 8 and params["pq_m"] == 16
+    assert isinstance(index, faiss.IndexPreTransform)
+    exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :K]
+    scores, found = index.search(queries, K)
+    assert nearest_found(found, exact) >= 0.8
+    # Scores are inner products of the original vectors, not of rotated or distance-like ones.
+    np.testing.assert_allclose(scores[:, 0], np.einsum("ij,ij->i", queries, vectors[found[:, 0]]), atol=0.1)
+    assert index.reconstruct(5).shape == (DIM,)
