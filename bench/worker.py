@@ -118,7 +118,6 @@ def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -
 
     wrap(qa.index, "_split_collection", "split")
     wrap(qa.index, "_embed", "vectors (all)")
-    wrap(qa.index, "_encode_with_progress", "embed")  # the name until qa 5ed2560
     wrap(qa.index, "_encode_in_chunks", "embed")
     wrap(qa.dense, "build_dense_index", "faiss")
     wrap(qa.lexical.LexicalIndex, "build", "bm25")
@@ -334,6 +333,7 @@ def _profile_search(index: Any, questions: list[str]) -> dict[str, dict[str, flo
     spent: dict[str, float] = {}
     steps = [
         (Encoder, "encode_query", "encode question"),
+        (qa.lexical.LexicalIndex, "terms", "question words (BM25)"),
         (qa.lexical.LexicalIndex, "scores", "BM25 over all passages"),
         (qa.lexical.LexicalIndex, "text_scores", "BM25 of sentences (highlight)"),
         (qa.index.Index, "_highlights", "highlight (total)"),

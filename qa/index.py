@@ -20,7 +20,7 @@ from qa import storage
 from qa.documents import Document, fingerprint, iter_document_paths, load_folder, no_documents, read_document
 from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, model_name
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
-from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex
+from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex, QueryTerms
 from qa.passage import Hit, Passage
 from qa.retrieval import (
     CANDIDATES,
@@ -489,33 +489,45 @@ class Index:
         k = check_k(k)
         mode = check_mode(mode)
         query = self._encoder.encode_query(question)
+        terms = self._lexical.terms(question)  # once: ranking and every hit's highlight use them
         count = len(self.passages)
         pool = min(count, max(k, CANDIDATES))
         if mode == "dense":
             scores, ids = self._dense.search(query[None, :], min(count, k))
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         elif mode == "lexical":
-            lexical = self._lexical.scores(question)
+            lexical = self._lexical.scores(terms)
             found = [(int(i), float(lexical[i])) for i in top_indices(lexical, k)]
         else:
-            found = self._hybrid(question, query, k, pool)
+            found = self._hybrid(terms, query, k, pool)
         return [
-            Hit(self.passages[i], score, rank, self._highlights(i, query, question))
+            Hit(self.passages[i], score, rank, self._highlights(i, query, terms))
             for rank, (i, score) in enumerate(found, start=1)
         ]
 
-    def _hybrid(self, question: str, query: np.ndarray, k: int, pool: int) -> list[tuple[int, float]]:
+    def _hybrid(self, terms: QueryTerms, query: np.ndarray, k: int, pool: int) -> list[tuple[int, float]]:
         _, dense_ids = self._dense.search(query[None, :], pool)
-        lexical = self._lexical.scores(question)
+        lexical = self._lexical.scores(terms)
         candidates = np.union1d(dense_ids[0][dense_ids[0] >= 0], top_indices(lexical, pool))
         passage_scores = self._passage_vectors(candidates) @ query
-        sentence_scores = np.array([float(self._sentence_scores(i, query).max()) for i in candidates])
+        sentence_scores = self._best_sentence_scores(candidates, query)
         fused = fuse(passage_scores, sentence_scores, lexical[candidates], DEFAULT_WEIGHTS)
         order = top_indices(fused, k)
         return [(int(candidates[j]), float(fused[j])) for j in order]
 
     def _passage_vectors(self, ids: np.ndarray) -> np.ndarray:
         return self._dense.vectors(ids.astype(np.int64))
+
+    def _best_sentence_scores(self, passages: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The cosine of each passage's best sentence: one product over all their sentences."""
+        starts = self._sentence_offsets[passages]
+        counts = self._sentence_offsets[passages + 1] - starts
+        rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        scores = self._sentence_vectors[rows].astype(np.float32) @ query
+        best = np.full(len(passages), -1.0, dtype=np.float32)  # a passage without sentences: the lowest cosine
+        has = counts > 0
+        best[has] = np.maximum.reduceat(scores, (np.cumsum(counts) - counts)[has]) if has.any() else []
+        return best
 
     def _sentence_scores(self, passage: int, query: np.ndarray) -> np.ndarray:
         rows = self._sentence_vectors[self._sentence_offsets[passage] : self._sentence_offsets[passage + 1]]
@@ -534,13 +546,13 @@ class Index:
             known.update({_content_key(embedding_text(p)): v for p, v in zip(self.passages, vectors, strict=True)})
         return known
 
-    def _highlights(self, passage: int, query: np.ndarray, question: str) -> tuple[tuple[int, int], ...]:
+    def _highlights(self, passage: int, query: np.ndarray, terms: QueryTerms) -> tuple[tuple[int, int], ...]:
         sentences = self._sentences[passage]
         if not sentences:
             return ()
         text = self.passages[passage].text
         acronyms = self._acronyms[passage]
-        lexical = self._lexical.text_scores(question, [lexical_text(text[s:e], acronyms) for s, e in sentences])
+        lexical = self._lexical.text_scores(terms, [lexical_text(text[s:e], acronyms) for s, e in sentences])
         return (sentences[best_sentence(self._sentence_scores(passage, query), lexical)],)
 
 

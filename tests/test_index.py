@@ -230,3 +230,10 @@ def test_passage_count_disagreeing_with_faiss_is_reported(article_index_path: Pa
         IncompatibleIndex, match=r"inconsistent: the manifest says \d+ passages, the FAISS file holds \d+"
     ):
         qa.Index.load(path)
+
+
+def test_best_sentence_scores_are_each_passages_best_sentence(article_index: qa.Index) -> None:
+    query = article_index._encoder.encode_query(QUESTION)
+    passages = np.array([4, 0, 2, 3, 0])  # any order, repeats allowed
+    expected = [float(article_index._sentence_scores(int(i), query).max()) for i in passages]
+    np.testing.assert_allclose(article_index._best_sentence_scores(passages, query), expected, rtol=1e-6)
