@@ -170,7 +170,11 @@ def task_build(params: dict[str, Any]) -> dict[str, Any]:
     _timed_stages(stages, sampler)
     started = time.perf_counter()
     index = Index.build(
-        documents, batch_size=params["batch_size"], index_type=params.get("index_type", "auto"), progress=False
+        documents,
+        batch_size=params["batch_size"],
+        index_type=params.get("index_type", "auto"),
+        passage_vectors_from=params.get("passage_vectors_from", "own"),
+        progress=False,
     )
     build_s = time.perf_counter() - started
     sampler.stage = "save"
@@ -232,80 +236,6 @@ def task_bare_encode(params: dict[str, Any]) -> dict[str, Any]:
             "all_passages_per_s": round(len(passages) / (passages_s + sentences_s), 2),
         }
     return result
-
-
-def task_pooled_sentences(params: dict[str, Any]) -> dict[str, Any]:
-    """What-if: sentence vectors pooled from the passage's own forward pass instead of a second pass.
-
-    A build now embeds every sentence again on its own, about as much work as the passages. Mean-pooling
-    the passage's token embeddings over each sentence's tokens gives sentence vectors at no extra model
-    cost. Measured here: the rate of that one pass against bare ``model.encode(passages)``, and how often
-    the sentence each kind of vector picks in the passage holding a SQuAD answer contains the answer.
-    """
-    from qa.embedding import Encoder
-    from qa.index import Index, embedding_text
-
-    index = Index.load(params["index"])
-    passages = list(index.passages)
-    spans = [list(s) for s in index._sentences]
-    texts = [embedding_text(p) for p in passages]
-    shifts = [len(t) - len(p.text) for t, p in zip(texts, passages, strict=True)]  # the title line before the text
-    independent = np.load(Path(params["index"]) / "sentences.npy").astype(np.float32)  # as the build saved them
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in spans])]).astype(np.int64)
-    model = Encoder().model
-    _warm(model, params["batch_size"])
-
-    started = time.perf_counter()
-    model.encode(texts, batch_size=params["batch_size"], normalize_embeddings=True, convert_to_numpy=True)
-    bare_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    tokens = model.encode(texts, batch_size=params["batch_size"], output_value="token_embeddings")
-    marks = model.tokenizer(texts, return_offsets_mapping=True, truncation=True, max_length=model.max_seq_length)
-    pooled = np.zeros_like(independent)
-    for i, (embedded, mapping) in enumerate(zip(tokens, marks["offset_mapping"], strict=True)):
-        starts = np.array([a for a, b in mapping])
-        ends = np.array([b for a, b in mapping])
-        real = ends > starts  # special tokens map to (0, 0)
-        vectors = embedded.float().numpy()
-        for row, (s, e) in enumerate(spans[i], start=int(offsets[i])):
-            inside = real & (starts < e + shifts[i]) & (ends > s + shifts[i])
-            vector = vectors[inside].mean(axis=0) if inside.any() else vectors[real].mean(axis=0)
-            pooled[row] = vector / max(float(np.linalg.norm(vector)), 1e-12)
-    pooled_s = time.perf_counter() - started
-
-    indexed = {d["id"] for d in index.documents}
-    questions = data.sample([q for q in data.squad()[1] if q.doc_id in indexed], params["questions"], seed=3)
-    query_vectors = model.encode([q.text for q in questions], normalize_embeddings=True, convert_to_numpy=True)
-    by_document: dict[str, list[int]] = {}
-    for i, p in enumerate(passages):
-        by_document.setdefault(p.doc_id, []).append(i)
-    right = {"independent": 0, "pooled": 0}
-    asked = 0
-    for question, query in zip(questions, query_vectors, strict=True):
-        holding = [
-            i
-            for i in by_document.get(question.doc_id, [])
-            if passages[i].start <= question.answer_offset < passages[i].end
-        ]
-        if not holding or len(spans[holding[0]]) < 2:
-            continue  # a one-sentence passage has nothing to choose
-        i = holding[0]
-        answer = question.answer_offset - passages[i].start
-        asked += 1
-        for name, vectors in (("independent", independent), ("pooled", pooled)):
-            best = int(np.argmax(vectors[offsets[i] : offsets[i + 1]] @ query))
-            s, e = spans[i][best]
-            right[name] += s <= answer < e
-    return {
-        "passages": len(passages),
-        "sentences": int(offsets[-1]),
-        "bare_passages_s": round(bare_s, 3),
-        "pooled_pass_s": round(pooled_s, 3),
-        "pooled_vs_bare_rate": round(bare_s / pooled_s, 3),
-        "questions": asked,
-        "answer_sentence_picked": {k: round(v / max(asked, 1), 3) for k, v in right.items()},
-    }
 
 
 def _disable_query_cache() -> None:
@@ -517,7 +447,6 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "build": task_build,
-    "pooled-sentences": task_pooled_sentences,
     "bare-encode": task_bare_encode,
     "latency": task_latency,
     "incremental": task_incremental,

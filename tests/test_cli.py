@@ -44,6 +44,16 @@ def test_build_ask_info_round_trip(tmp_path: Path, article_index_path: Path) -> 
     info = run_qa("info", "-i", str(tmp_path / "idx"))
     assert info.returncode == 0, info.stderr
     assert "state:      fresh" in info.stdout and "passages:   5" in info.stdout
+    assert "embedding:  passage vectors own" in info.stdout
+
+
+def test_build_with_sentence_mean_passage_vectors(tmp_path: Path, article_index_path: Path) -> None:
+    corpus = article_index_path.parent / "corpus"
+    built = run_qa("build", str(corpus), "-o", str(tmp_path / "idx"), "-q", "--passage-vectors", "sentence-mean")
+    assert built.returncode == 0, built.stderr
+    assert "passage vectors sentence-mean" in run_qa("info", "-i", str(tmp_path / "idx")).stdout
+    asked = run_qa("ask", QUESTION, "-i", str(tmp_path / "idx"), "-k", "1")
+    assert "**As Pakistan is not a signatory to the NPT" in asked.stdout
 
 
 def test_info_reports_a_stale_index(tmp_path: Path, writable_article: tuple[Path, Path]) -> None:

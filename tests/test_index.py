@@ -237,3 +237,51 @@ def test_best_sentence_scores_are_each_passages_best_sentence(article_index: qa.
     passages = np.array([4, 0, 2, 3, 0])  # any order, repeats allowed
     expected = [float(article_index._sentence_scores(int(i), query).max()) for i in passages]
     np.testing.assert_allclose(article_index._best_sentence_scores(passages, query), expected, rtol=1e-6)
+
+
+def test_sentence_mean_passages_embed_only_sentences(
+    article_index: qa.Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa.index as index_module
+
+    encoder = article_index._encoder
+    monkeypatch.setattr(index_module, "Encoder", lambda model=None: encoder)
+    corpus = article_index.corpus or ""
+    embedded: list[str] = []
+    original = encoder.encode
+
+    def recording_encode(texts: list[str], **kwargs: object) -> np.ndarray:
+        embedded.extend(texts)
+        return original(texts, **kwargs)  # type: ignore[arg-type]
+
+    encoder.encode = recording_encode  # type: ignore[method-assign]
+    try:
+        fast = qa.Index.build(corpus, passage_vectors_from="sentence-mean", progress=False)
+    finally:
+        del encoder.encode
+    sentences = [p.text[s:e] for p, spans in zip(fast.passages, fast._sentences, strict=True) for s, e in spans]
+    assert sorted(embedded) == sorted(set(sentences))  # one model pass: sentences only, each once
+    first = fast._sentences[0]
+    weights = np.array([e - s for s, e in first], dtype=np.float32)
+    mean = weights @ encoder.encode([fast.passages[0].text[s:e] for s, e in first])
+    np.testing.assert_allclose(fast._passage_vectors(np.array([0]))[0], mean / np.linalg.norm(mean), atol=2e-3)
+    for mode in ("hybrid", "dense"):
+        assert "not a signatory to the NPT" in fast.search(QUESTION, 1, mode=mode)[0].text, mode
+    fast.save(tmp_path / "fast")
+    assert qa.Index.load(tmp_path / "fast").manifest["embedding"]["passage_vectors"] == "sentence-mean"
+
+
+def test_passage_vectors_are_reused_only_when_made_alike(article_index: qa.Index) -> None:
+    corpus = article_index.corpus or ""
+    fast = qa.Index.build(corpus, passage_vectors_from="sentence-mean", previous=article_index, progress=False)
+    # Its sentence vectors all came from the earlier index: they are the model's either way.
+    np.testing.assert_array_equal(fast._sentence_vectors, article_index._sentence_vectors)
+    again = qa.Index.build(corpus, previous=fast, progress=False)
+    assert again.manifest["embedding"]["passage_vectors"] == "sentence-mean"  # a rebuild keeps the choice
+    back = qa.Index.build(corpus, previous=fast, passage_vectors_from="own", progress=False)
+    # Passage vectors of the sentence-mean index are not taken for the model's own: embedded again.
+    np.testing.assert_allclose(
+        back._passage_vectors(np.arange(len(back))), article_index._passage_vectors(np.arange(len(back))), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="passage_vectors_from must be one of own, sentence-mean; got 'fast'"):
+        qa.Index.build(corpus, passage_vectors_from="fast")
