@@ -278,9 +278,12 @@ class Index:
         )
         report(0.95, "indexing vectors and words")
         dense = store_vectors(passage_vectors)
+        dim = int(passage_vectors.shape[1])
+        del passage_vectors  # the store holds its own copy: at 100,000 passages this frees 150 MB for BM25
         try:
+            # A generator: each text is made, tokenized and dropped in turn, never all held at once.
             lexical = LexicalIndex.build(
-                [lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)]
+                lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)
             )
         except BaseException:
             dense.discard()  # a Milvus collection no index will ever name
@@ -291,7 +294,7 @@ class Index:
             "qa_version": _version(),
             "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "model": encoder.name,
-            "dim": int(passage_vectors.shape[1]),
+            "dim": dim,
             "metric": "ip",
             "normalized": True,
             "count": len(split.passages),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,11 +67,11 @@ class LexicalIndex:
         self._bm25 = bm25
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> LexicalIndex:
+    def build(cls, texts: Iterable[str]) -> LexicalIndex:
         import bm25s
 
         bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
-        tokens = tokenize(texts)
+        tokens = [tokenize([text])[0] for text in texts]
         if not any(tokens):  # only stop words and punctuation: bm25s cannot index an empty vocabulary
             tokens = [[""] for _ in tokens]  # and "" is no word a question can have
         bm25.index(tokens, show_progress=False)
