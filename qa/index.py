@@ -88,6 +88,15 @@ class _Split:
     """Per passage, the acronyms it uses that its document defines, with their long forms."""
 
 
+@dataclass(frozen=True)
+class _KeptDocument:
+    """A document's passages (with their sentences and acronyms) as an earlier build split them."""
+
+    title: str
+    sha256: str
+    passages: list[tuple[Passage, list[tuple[int, int]], dict[str, str]]]
+
+
 def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterator[Document]:
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
@@ -102,8 +111,15 @@ def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterato
 
 
 def _split_collection(
-    source: str | os.PathLike[str] | Iterable[Document], encoder: Encoder, max_words: int, overlap: int
+    source: str | os.PathLike[str] | Iterable[Document],
+    encoder: Encoder,
+    max_words: int,
+    overlap: int,
+    previous: Index | None = None,
 ) -> _Split:
+    """Read and split every document; a document unchanged since ``previous`` keeps its passages."""
+    chunking = {"max_words": max_words, "overlap": overlap, "max_tokens": encoder.max_tokens}
+    reusable = previous._passages_by_document(chunking) if previous is not None else {}
     passages: list[Passage] = []
     sentences: list[list[tuple[int, int]]] = []
     acronyms: list[dict[str, str]] = []
@@ -115,6 +131,28 @@ def _split_collection(
         if document.id in seen:
             raise ValueError(f"two documents have the id {document.id!r}; give each document its own id")
         seen[document.id] = document.content_hash
+        kept = reusable.get(document.id)
+        if (
+            kept is not None
+            and (kept.title, kept.sha256) == (document.title, document.content_hash)
+            and not any(p.text in indexed for p, _, _ in kept.passages)
+        ):
+            # Splitting is the slow part of reading (it counts tokens): an unchanged document skips it.
+            for passage, spans_of_sentences, acronyms_of_passage in kept.passages:
+                indexed[passage.text] = document.id
+                passages.append(passage)
+                sentences.append(spans_of_sentences)
+                acronyms.append(acronyms_of_passage)
+            documents.append(
+                {
+                    "id": document.id,
+                    "title": document.title,
+                    "sha256": document.content_hash,
+                    "passages": len(kept.passages),
+                    "repeats": 0,
+                }
+            )
+            continue
         spans = split_document(
             document.text,
             max_words=max_words,
@@ -150,6 +188,7 @@ def _split_collection(
                 "title": document.title,
                 "sha256": document.content_hash,
                 "passages": len(passages) - first,
+                "repeats": len(spans) - (len(passages) - first),
             }
         )
     if not documents and isinstance(source, (str, os.PathLike)):
@@ -271,7 +310,7 @@ class Index:
             previous = None  # vectors of another model cannot be reused
         report = on_progress or (lambda fraction, stage: None)
         report(0.0, "reading and splitting documents")
-        split = _split_collection(source, encoder, max_words, overlap)
+        split = _split_collection(source, encoder, max_words, overlap, previous)
         show = sys.stderr.isatty() if progress is None else progress
         passage_vectors, sentence_vectors = _embed(
             split, encoder, batch_size, show, previous, report, sentence_mean=passage_vectors_from == "sentence-mean"
@@ -561,6 +600,28 @@ class Index:
         rows = self._sentence_vectors[self._sentence_offsets[passage] : self._sentence_offsets[passage + 1]]
         scores: np.ndarray = rows.astype(np.float32) @ query
         return scores
+
+    def _passages_by_document(self, chunking: dict[str, Any]) -> dict[str, _KeptDocument]:
+        """Each document's passages, for a rebuild with the same ``chunking`` to keep where unchanged.
+
+        Only documents that lost no passage as a copy of another's: those are split again, since what
+        they repeat may have changed.
+        """
+        if {key: self.manifest["chunking"].get(key) for key in chunking} != chunking:
+            return {}
+        kept: dict[str, _KeptDocument] = {}
+        row = 0
+        for record in self.documents:
+            count = int(record["passages"])
+            if record.get("repeats") == 0 and count:
+                rows = range(row, row + count)
+                kept[record["id"]] = _KeptDocument(
+                    record["title"],
+                    record["sha256"],
+                    [(self.passages[i], self._sentences[i], self._acronyms[i]) for i in rows],
+                )
+            row += count
+        return kept
 
     def _known_vectors(self) -> dict[str, np.ndarray]:
         """Vectors by the hash of the text they embed, for reuse by a rebuild."""

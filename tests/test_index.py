@@ -285,3 +285,32 @@ def test_passage_vectors_are_reused_only_when_made_alike(article_index: qa.Index
     )
     with pytest.raises(ValueError, match="passage_vectors_from must be one of own, sentence-mean; got 'fast'"):
         qa.Index.build(corpus, passage_vectors_from="fast")
+
+
+def test_a_rebuild_splits_only_changed_documents(
+    writable_article: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa.index as index_module
+
+    corpus, path = writable_article
+    (corpus / "extra.md").write_text("# Extra\n\nGlaciers in Patagonia are retreating fast.", encoding="utf-8")
+    (corpus / "zcopy.md").write_text("# Copy\n\nGlaciers in Patagonia are retreating fast.", encoding="utf-8")
+    old = qa.Index.build(corpus, previous=qa.Index.load(path), progress=False)
+    (corpus / "extra.md").write_text("# Extra\n\nGlaciers in the Alps shrink too.", encoding="utf-8")
+    split: list[str] = []
+    original = index_module.split_document
+
+    def recording_split(text: str, **kwargs: object) -> object:
+        split.append(text)
+        return original(text, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_module, "split_document", recording_split)
+    updated = qa.Index.build(corpus, previous=old, progress=False)
+    # The changed document, and the copy that lost its passage to extra.md before (it may not now).
+    assert sorted(split) == sorted((corpus / name).read_text(encoding="utf-8") for name in ("zcopy.md", "extra.md"))
+    full = qa.Index.build(corpus, progress=False)
+    assert updated.passages == full.passages and updated._sentences == full._sentences
+    assert updated.documents == full.documents
+    split.clear()
+    qa.Index.build(corpus, previous=updated, max_words=80, progress=False)
+    assert len(split) == 3  # other passage sizes: every document is split again
