@@ -623,10 +623,14 @@ class Index:
             row += count
         return kept
 
-    def _known_vectors(self) -> dict[str, np.ndarray]:
-        """Vectors by the hash of the text they embed, for reuse by a rebuild."""
+    def _known_vectors(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Where each vector is, as (array, row), by the hash of the text it embeds: for a rebuild to reuse.
+
+        Rows, not copies: at 100,000 passages, float32 copies of the sentence vectors alone take 700 MB.
+        """
+        sentences = self._sentence_vectors
         known = {
-            _content_key(self.passages[i].text[s:e]): self._sentence_vectors[row].astype(np.float32)
+            _content_key(self.passages[i].text[s:e]): (sentences, row)
             for i, spans in enumerate(self._sentences)
             for row, (s, e) in enumerate(spans, start=int(self._sentence_offsets[i]))
         }
@@ -634,7 +638,7 @@ class Index:
         own = self.manifest.get("embedding", {}).get("passage_vectors", "own") == "own"
         if own and self._dense.exact:  # FAISS flat and HNSW, and Milvus, keep exact copies; IVF-PQ only codes
             vectors = self._passage_vectors(np.arange(len(self.passages)))
-            known.update({_content_key(embedding_text(p)): v for p, v in zip(self.passages, vectors, strict=True)})
+            known.update({_content_key(embedding_text(p)): (vectors, i) for i, p in enumerate(self.passages)})
         return known
 
     def _highlights(self, passage: int, query: np.ndarray, terms: QueryTerms) -> tuple[tuple[int, int], ...]:
@@ -751,14 +755,14 @@ def _embed(
     passage_vectors = np.zeros((len(split.passages), dim), dtype=np.float32)
     sentence_vectors = np.zeros((sum(map(len, split.sentences)), dim), dtype=np.float16)
     targets = (passage_vectors, sentence_vectors)
-    known: dict[str, np.ndarray] = previous._known_vectors() if previous is not None else {}
+    known = previous._known_vectors() if previous is not None else {}
     # For each text still to embed: where its vector goes, as (which array, row).
     todo: dict[str, tuple[str, list[tuple[int, int]]]] = {}
 
     def place(which: int, row: int, text: str) -> None:
         key = _content_key(text)
-        if (vector := known.get(key)) is not None:
-            targets[which][row] = vector
+        if (found := known.get(key)) is not None:
+            targets[which][row] = found[0][found[1]]
         else:
             todo.setdefault(key, (text, []))[1].append((which, row))
 
