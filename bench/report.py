@@ -228,7 +228,7 @@ def _build(section: dict[str, Any]) -> list[str]:
     ]
     return [
         f"SQuAD v1.1 dev: {built['documents']} articles → {built['passages']:,} passages (mean {built['passage_tokens_mean']} tokens) "
-        f"and {built['sentences']:,} sentences (mean {built['sentence_tokens_mean']} tokens); batch size 64. "
+        f"and {built['sentences']:,} sentences (mean {built['sentence_tokens_mean']} tokens); batch size {built.get('batch_size', 64)}. "
         f"The build embeds {built['distinct_texts']:,} distinct texts; its stages: {stages}; save {built['save_s']:.1f} s. "
         "Bare encoding ran twice (around the build, or after it when qa had changed since the last "
         "build); the ratio uses the mean of the two.",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MIB, REPO, ChildFailed, load_average, log, run_measured, run_task
+from qa.embedding import DEFAULT_BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Context:
         return self.squad_index
 
     def _build_params(self) -> dict[str, Any]:
-        return {"source": self.squad_source(), "batch_size": 64, "output": str(self.squad_index)}
+        return {"source": self.squad_source(), "batch_size": DEFAULT_BATCH_SIZE, "output": str(self.squad_index)}
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -145,7 +146,7 @@ def build(ctx: Context) -> dict[str, Any]:
     is there to read the passages from (else both after), and the two rates are averaged, so a change
     in the machine's load during the run does not fall on one side only.
     """
-    bare_params = {"index": str(ctx.squad_index), "batch_size": 64, "with_sentences": True}
+    bare_params = {"index": str(ctx.squad_index), "batch_size": DEFAULT_BATCH_SIZE, "with_sentences": True}
     bare = None
     if ctx.squad_index_is_current():
         log("build: bare model.encode of the passages (and of passages + sentences)")
@@ -390,7 +391,7 @@ def scaling(ctx: Context) -> dict[str, Any]:
             log(f"scaling: build of ~{passages:,} SciFact passages with the {encoder}")
             params = {
                 "source": {"name": "scifact", "documents": _documents_for(passages)},
-                "batch_size": 64,
+                "batch_size": DEFAULT_BATCH_SIZE,
                 "output": str(scaling_index(ctx, passages, stub)),
                 "stub": stub,
             }

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench import data
 from bench.common import summary
+from qa.embedding import DEFAULT_BATCH_SIZE
 
 K = 5
 """Passages asked for per question: the ``qa ask`` default."""
@@ -185,6 +186,7 @@ def task_build(params: dict[str, Any]) -> dict[str, Any]:
     passages, sentences = _texts_of(index)
     return {
         "documents": len(documents),
+        "batch_size": params["batch_size"],
         "passages": len(index),
         "sentences": len(sentences),
         "distinct_texts": len(set(passages) | set(sentences)),
@@ -397,7 +399,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
 
     documents = _documents(params["source"])
     model = Encoder().model
-    _warm(model, 64)
+    _warm(model, DEFAULT_BATCH_SIZE)
     started = time.perf_counter()
     old = Index.load(params["index"])
     load_s = time.perf_counter() - started
@@ -424,7 +426,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
         ]
         texts = len(own)
         started = time.perf_counter()
-        model.encode(own, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        model.encode(own, batch_size=DEFAULT_BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True)
         new.save(scratch / "bare")
         bare_times.append(time.perf_counter() - started)
         del new

