@@ -35,6 +35,7 @@ from qa.retrieval import (
 from qa.splitting import (
     DEFAULT_MAX_WORDS,
     DEFAULT_OVERLAP,
+    SPLITTER_VERSION,
     acronym_definitions,
     passage_sentences,
     split_document,
@@ -118,7 +119,13 @@ def _split_collection(
     previous: Index | None = None,
 ) -> _Split:
     """Read and split every document; a document unchanged since ``previous`` keeps its passages."""
-    chunking = {"max_words": max_words, "overlap": overlap, "max_tokens": encoder.max_tokens}
+    # Passages are kept only from an index split the same way, by the same splitting code.
+    chunking = {
+        "max_words": max_words,
+        "overlap": overlap,
+        "max_tokens": encoder.max_tokens,
+        "splitter": SPLITTER_VERSION,
+    }
     reusable = previous._passages_by_document(chunking) if previous is not None else {}
     passages: list[Passage] = []
     sentences: list[list[tuple[int, int]]] = []
@@ -338,7 +345,12 @@ class Index:
             "normalized": True,
             "count": len(split.passages),
             "sentences": int(sentence_vectors.shape[0]),
-            "chunking": {"max_words": max_words, "overlap": overlap, "max_tokens": encoder.max_tokens},
+            "chunking": {
+                "max_words": max_words,
+                "overlap": overlap,
+                "max_tokens": encoder.max_tokens,
+                "splitter": SPLITTER_VERSION,
+            },
             "embedding": {
                 "passage_vectors": passage_vectors_from,
                 "context": "title+section" if passage_vectors_from == "own" else "none",
@@ -577,7 +589,7 @@ class Index:
         lexical = self._lexical.scores(terms)
         candidates = np.union1d(dense_ids[0][dense_ids[0] >= 0], top_indices(lexical, pool))
         passage_scores = self._passage_vectors(candidates) @ query
-        sentence_scores = self._best_sentence_scores(candidates, query)
+        sentence_scores = self._best_sentence_scores(candidates, query, passage_scores)
         fused = fuse(passage_scores, sentence_scores, lexical[candidates], DEFAULT_WEIGHTS)
         order = top_indices(fused, k)
         return [(int(candidates[j]), float(fused[j])) for j in order]
@@ -585,13 +597,16 @@ class Index:
     def _passage_vectors(self, ids: np.ndarray) -> np.ndarray:
         return self._dense.vectors(ids.astype(np.int64))
 
-    def _best_sentence_scores(self, passages: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """The cosine of each passage's best sentence: one product over all their sentences."""
+    def _best_sentence_scores(self, passages: np.ndarray, query: np.ndarray, passage_scores: np.ndarray) -> np.ndarray:
+        """The cosine of each passage's best sentence (one product over all their sentences).
+
+        A passage without sentences (whitespace only; never from qa's splitter) counts as its own best sentence.
+        """
         starts = self._sentence_offsets[passages]
         counts = self._sentence_offsets[passages + 1] - starts
         rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
         scores = self._sentence_vectors[rows].astype(np.float32) @ query
-        best = np.full(len(passages), -1.0, dtype=np.float32)  # a passage without sentences: the lowest cosine
+        best = np.asarray(passage_scores, dtype=np.float32).copy()
         has = counts > 0
         best[has] = np.maximum.reduceat(scores, (np.cumsum(counts) - counts)[has]) if has.any() else []
         return best
@@ -774,7 +789,7 @@ def _embed(
         for start, end in spans:
             place(1, row, passage.text[start:end])
             row += 1
-    known.clear()  # the reused vectors are placed; free them before embedding the rest
+    known.clear()  # the reused vectors are placed: drop the references (and the copy of the passage vectors)
     pending = list(todo.values())
     for rows, vectors in _encode_in_chunks(encoder, [text for text, _ in pending], batch_size, progress, report):
         for i, vector in zip(rows, vectors, strict=True):

@@ -54,7 +54,11 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class QueryTerms:
-    """A question's words that the index knows, stemmed (a repeated word counts again), and their idf."""
+    """A question's words that the index knows, stemmed, and their idf.
+
+    ``words`` keeps repeats: ranking counts a repeated word again (as Lucene does); a sentence's
+    score for the highlight counts each word once.
+    """
 
     words: tuple[str, ...]
     idf: dict[str, float]

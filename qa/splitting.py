@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_WORDS = 150
 DEFAULT_OVERLAP = 0
+SPLITTER_VERSION = 1
+"""Raise when a change here splits the same text differently: a rebuild then splits every document again."""
 
 _LINE = re.compile(r"[^\n]*\n?")
 _HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(\S.*?)[ \t#]*\n?$")

@@ -165,7 +165,7 @@ def test_empty_collection_builds_an_empty_exact_index() -> None:
     assert index.ntotal == 0
 
 
-def test_ivfpq_rotates_large_collections_and_keeps_inner_products() -> None:
+def test_ivfpq_rotates_large_collections_and_keeps_inner_products(tmp_path: Path) -> None:
     import faiss
 
     vectors, queries = clustered(10_000, 50, seed=3)
@@ -176,6 +176,14 @@ def test_ivfpq_rotates_large_collections_and_keeps_inner_products() -> None:
     exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :K]
     scores, found = index.search(queries, K)
     assert nearest_found(found, exact) >= 0.8
-    # Scores are inner products of the original vectors, not of rotated or distance-like ones.
+    # Scores are inner products with the original vectors (not distances, not of an unrotated query).
     np.testing.assert_allclose(scores[:, 0], np.einsum("ij,ij->i", queries, vectors[found[:, 0]]), atol=0.1)
-    assert index.reconstruct(5).shape == (DIM,)
+    # Written and read back, with the search settings restored, it answers the same and gives vectors back.
+    path = tmp_path / "ivfpq.faiss"
+    faiss.write_index(index, str(path))
+    loaded = faiss.read_index(str(path))
+    configure_search(loaded, params)
+    assert faiss.extract_index_ivf(loaded).nprobe == params["nprobe"]
+    np.testing.assert_array_equal(loaded.search(queries, K)[1], found)
+    back = loaded.reconstruct_batch(np.array([5, 17], dtype=np.int64))
+    assert back.shape == (2, DIM) and np.allclose(np.einsum("ij,ij->i", back, vectors[[5, 17]]), 1.0, atol=0.15)

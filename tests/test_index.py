@@ -92,7 +92,13 @@ def test_manifest_records_what_built_the_index(article_index_path: Path) -> None
     assert manifest["model"] == "all-MiniLM-L6-v2"
     assert manifest["dim"] == 384
     assert manifest["count"] == len(list((article_index_path / "passages.jsonl").open()))
-    assert manifest["chunking"] == {"max_words": qa.splitting.DEFAULT_MAX_WORDS, "overlap": 0, "max_tokens": 256}
+    assert manifest["chunking"] == {
+        "max_words": qa.splitting.DEFAULT_MAX_WORDS,
+        "overlap": 0,
+        "max_tokens": 256,
+        "splitter": qa.splitting.SPLITTER_VERSION,
+    }
+    assert manifest["embedding"] == {"passage_vectors": "own", "context": "title+section"}
     assert manifest["corpus"]["path"] == "../corpus" and len(manifest["corpus"]["fingerprint"]) == 64
     assert manifest["qa_version"] == qa.__version__ and manifest["created"].endswith("Z")
     assert sorted(p.name for p in article_index_path.iterdir()) == [
@@ -236,7 +242,8 @@ def test_best_sentence_scores_are_each_passages_best_sentence(article_index: qa.
     query = article_index._encoder.encode_query(QUESTION)
     passages = np.array([4, 0, 2, 3, 0])  # any order, repeats allowed
     expected = [float(article_index._sentence_scores(int(i), query).max()) for i in passages]
-    np.testing.assert_allclose(article_index._best_sentence_scores(passages, query), expected, rtol=1e-6)
+    own = article_index._passage_vectors(passages) @ query
+    np.testing.assert_allclose(article_index._best_sentence_scores(passages, query, own), expected, rtol=1e-6)
 
 
 def test_sentence_mean_passages_embed_only_sentences(
@@ -314,3 +321,10 @@ def test_a_rebuild_splits_only_changed_documents(
     split.clear()
     qa.Index.build(corpus, previous=updated, max_words=80, progress=False)
     assert len(split) == 3  # other passage sizes: every document is split again
+    # A new document, first in order, now holds the article's first passage: the article loses it.
+    article = qa.Index.load(path).passages[0].text
+    (corpus / "aaa.md").write_text(article, encoding="utf-8")
+    taken = qa.Index.build(corpus, previous=updated, progress=False)
+    full = qa.Index.build(corpus, progress=False)
+    assert taken.passages == full.passages and taken.documents == full.documents
+    assert [p.doc_id for p in taken.passages if p.text == article] == ["aaa.md"]
