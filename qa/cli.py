@@ -177,17 +177,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if out:
             evaluation.plot_hits(squad, out / "squad-hits.png")
     if args.beir:
-        beir = evaluation.evaluate_beir(
-            args.beir,
-            split=args.split,
-            modes=modes,
-            max_queries=args.max_questions,
-            build_options=options,
-            progress=False if args.quiet else None,
-        )
-        report["beir"] = {"folder": str(args.beir), "split": args.split, "results": beir}
-        print(f"BEIR {args.beir} ({args.split} queries)\n")
-        print(evaluation.beir_table(beir) + "\n")
+        progress = False if args.quiet else None
+        splits = [split.strip() for split in args.split.split(",") if split.strip()]
+        for split in splits:  # each split's judgements must be there before the long build
+            evaluation.load_beir(args.beir, split)
+        index = evaluation.build_beir_index(args.beir, build_options=options, progress=progress)
+        by_split: dict[str, object] = {}
+        report["beir"] = {"folder": str(args.beir), "splits": by_split}
+        for split in splits:
+            beir = evaluation.evaluate_beir(
+                args.beir, split=split, modes=modes, max_queries=args.max_questions, index=index
+            )
+            by_split[split] = beir
+            print(f"BEIR {args.beir} ({split} queries)\n")
+            print(evaluation.beir_table(beir) + "\n")
     if out:
         (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {out / 'eval.json'}" + (f" and {out / 'squad-hits.png'}" if args.squad else ""))
@@ -265,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--squad", help="a SQuAD v1.1 JSON file (e.g. dev-v1.1.json)")
     evaluate.add_argument("--beir", help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
-    evaluate.add_argument("--split", default="test", help="BEIR qrels split (default test)")
+    evaluate.add_argument(
+        "--split", default="test", help="BEIR qrels split(s), comma-separated, e.g. train,test (default test)"
+    )
     evaluate.add_argument("--articles", default=":", help="SQuAD articles START:END (default all)")
     evaluate.add_argument("--split-at", type=int, default=None, help="also report SQuAD articles before/from N apart")
     evaluate.add_argument("--max-questions", type=int, default=None, help="evaluate only the first N questions")

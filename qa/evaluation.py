@@ -188,11 +188,13 @@ def evaluate_beir(
     max_documents: int | None = None,
     build_options: dict[str, Any] | None = None,
     progress: bool | None = False,
+    index: Index | None = None,
 ) -> dict[str, dict[str, float]]:
     """nDCG@10 and recall@100 per mode; a document ranks where its best passage does.
 
     ``max_documents`` keeps a smaller corpus for a quick check: the documents judged for the chosen
-    queries, then the first others up to that number.
+    queries, then the first others up to that number. ``index``: one built already of the whole
+    corpus (``build_beir_index``), e.g. to evaluate the train and the test queries on one build.
     """
     documents, queries, qrels = load_beir(folder, split)
     chosen = list(queries.items())[:max_queries]
@@ -200,7 +202,8 @@ def evaluate_beir(
         judged = {doc for query_id, _ in chosen for doc in qrels[query_id]}
         others = [d for d in documents if d.id not in judged][: max(0, max_documents - len(judged))]
         documents = [d for d in documents if d.id in judged] + others
-    index = Index.build(documents, progress=progress, **(build_options or {}))
+    if index is None:
+        index = Index.build(documents, progress=progress, **(build_options or {}))
     index._encoder.warm_queries([text for _, text in chosen])
     results = {}
     for mode in modes:
@@ -217,6 +220,14 @@ def evaluate_beir(
         n = max(len(chosen), 1)
         results[mode] = {"ndcg@10": ndcg / n, "recall@100": recall / n, "queries": len(chosen)}
     return results
+
+
+def build_beir_index(
+    folder: str | os.PathLike[str], *, build_options: dict[str, Any] | None = None, progress: bool | None = False
+) -> Index:
+    """An index of a BEIR corpus, to evaluate several query splits on."""
+    documents, _, _ = load_beir(folder, "test")
+    return Index.build(documents, progress=progress, **(build_options or {}))
 
 
 def squad_table(results: dict[str, dict[str, dict[str, float]]]) -> str:

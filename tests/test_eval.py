@@ -71,3 +71,30 @@ def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "eval.json").read_text())
     assert set(report["squad"]["results"]["pooled"]) == {"hybrid", "dense", "lexical"}
     assert (tmp_path / "squad-hits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_data
+def test_one_index_serves_the_train_and_the_test_queries() -> None:
+    from qa.evaluation import load_beir
+    from qa.index import Index
+
+    documents, train, train_qrels = load_beir(SCIFACT, "train")
+    _, test, test_qrels = load_beir(SCIFACT, "test")
+    judged = {d for q in list(train)[:10] for d in train_qrels[q]} | {d for q in list(test)[:10] for d in test_qrels[q]}
+    index = Index.build([d for d in documents if d.id in judged] + documents[:100], progress=False)
+    for split in ("train", "test"):
+        results = evaluate_beir(SCIFACT, split=split, max_queries=10, modes=("lexical",), index=index)
+        assert results["lexical"]["queries"] == 10
+        assert 0.3 <= results["lexical"]["ndcg@10"] <= 1.0, split
+
+
+@needs_data
+def test_a_missing_split_is_reported_before_any_build() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "qa", "eval", "--beir", str(SCIFACT), "--split", "test,dev", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"{SCIFACT / 'qrels' / 'dev.tsv'} is missing" in result.stderr
