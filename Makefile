@@ -1,5 +1,8 @@
 # Two entry points: `make run` (set up, then serve the bundled article) and `make test`.
 PYTHON ?= python3.11
+# bash with pipefail: a failing command piped into tee fails the target.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -28,6 +31,16 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The quality figures in README (about an hour on 2 cores); the data is read where it lies.
+DATA ?= ../shared/data
+eval: $(STAMP)
+	$(BIN)/qa eval --squad $(DATA)/squad-v1.1-dev/dev-v1.1.json --split-at 24 -q -o bench/results/eval-squad \
+		| tee bench/results/eval-squad.md
+	$(BIN)/qa eval --squad $(DATA)/squad-v1.1-dev/dev-v1.1.json --split-at 24 --passage-vectors sentence-mean \
+		-q -o bench/results/eval-squad-sentence-mean | tee bench/results/eval-squad-sentence-mean.md
+	$(BIN)/qa eval --beir $(DATA)/beir-scifact --split train,test -q -o bench/results/eval-scifact \
+		| tee bench/results/eval-scifact.md
 
 clean:
 	rm -rf $(VENV) index .pytest_cache .mypy_cache .ruff_cache
