@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,8 @@ def lexical_text(text: str, acronyms: dict[str, str]) -> str:
     return " ".join([text, *extra])
 
 
-def _content_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+def _content_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
@@ -638,7 +639,7 @@ class Index:
             row += count
         return kept
 
-    def _known_vectors(self) -> dict[str, tuple[np.ndarray, int]]:
+    def _known_vectors(self) -> dict[bytes, tuple[np.ndarray, int]]:
         """Where each vector is, as (array, row), by the hash of the text it embeds: for a rebuild to reuse.
 
         Rows, not copies: at 100,000 passages, float32 copies of the sentence vectors alone take 700 MB.
@@ -769,32 +770,53 @@ def _embed(
     dim = encoder.dim
     passage_vectors = np.zeros((len(split.passages), dim), dtype=np.float32)
     sentence_vectors = np.zeros((sum(map(len, split.sentences)), dim), dtype=np.float16)
-    targets = (passage_vectors, sentence_vectors)
     known = previous._known_vectors() if previous is not None else {}
-    # For each text still to embed: where its vector goes, as (which array, row).
-    todo: dict[str, tuple[str, list[tuple[int, int]]]] = {}
+    # The distinct texts still to embed, kept as where they are rather than as strings (at 100,000
+    # passages the strings alone would take 300 MB): per text, its passage, start and end (start -1:
+    # the passage's embedding text), its length, and the first place its vector goes.
+    todo: dict[bytes, int] = {}
+    sources, lengths, first = array("q"), array("q"), array("q")
+    repeats: list[tuple[int, int]] = []  # (text, place) of every further place a text's vector goes
 
-    def place(which: int, row: int, text: str) -> None:
+    def put(place: int, vector: np.ndarray) -> None:  # place: a passage row, or -1 - row for a sentence
+        if place >= 0:
+            passage_vectors[place] = vector
+        else:
+            sentence_vectors[-1 - place] = vector
+
+    def visit(place: int, passage: int, start: int, end: int, text: str) -> None:
         key = _content_key(text)
         if (found := known.get(key)) is not None:
-            targets[which][row] = found[0][found[1]]
+            put(place, found[0][found[1]])
+        elif (position := todo.get(key)) is not None:
+            repeats.append((position, place))
         else:
-            todo.setdefault(key, (text, []))[1].append((which, row))
+            todo[key] = len(first)
+            sources.extend((passage, start, end))
+            lengths.append(len(text))
+            first.append(place)
 
     for row, (passage, spans) in enumerate(zip(split.passages, split.sentences, strict=True)):
         if not sentence_mean or not spans:
-            place(0, row, embedding_text(passage))
+            visit(row, row, -1, -1, embedding_text(passage))
     row = 0
-    for passage, spans in zip(split.passages, split.sentences, strict=True):
+    for index, (passage, spans) in enumerate(zip(split.passages, split.sentences, strict=True)):
         for start, end in spans:
-            place(1, row, passage.text[start:end])
+            visit(-1 - row, index, start, end, passage.text[start:end])
             row += 1
     known.clear()  # the reused vectors are placed: drop the references (and the copy of the passage vectors)
-    pending = list(todo.values())
-    for rows, vectors in _encode_in_chunks(encoder, [text for text, _ in pending], batch_size, progress, report):
-        for i, vector in zip(rows, vectors, strict=True):
-            for which, row in pending[i][1]:
-                targets[which][row] = vector
+    todo.clear()
+
+    def text_of(position: int) -> str:
+        passage, start, end = sources[3 * position : 3 * position + 3]
+        return embedding_text(split.passages[passage]) if start < 0 else split.passages[passage].text[start:end]
+
+    for positions, vectors in _encode_in_chunks(encoder, text_of, lengths, batch_size, progress, report):
+        for position, vector in zip(positions, vectors, strict=True):
+            put(first[position], vector)
+    for position, place in repeats:  # the same text again: the vector its first place got
+        source = first[position]
+        put(place, passage_vectors[source] if source >= 0 else sentence_vectors[-1 - source])
     if sentence_mean:
         _mean_of_sentences(split, sentence_vectors, passage_vectors)
     return passage_vectors, sentence_vectors
@@ -812,19 +834,24 @@ def _mean_of_sentences(split: _Split, sentence_vectors: np.ndarray, passage_vect
 
 
 def _encode_in_chunks(
-    encoder: Encoder, texts: Sequence[str], batch_size: int, progress: bool, report: Callable[[float, str], None]
+    encoder: Encoder,
+    text_of: Callable[[int], str],
+    lengths: Sequence[int],
+    batch_size: int,
+    progress: bool,
+    report: Callable[[float, str], None],
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Yield ``(positions, vectors)`` of ``texts``, a few batches at a time, with a progress bar."""
+    """Yield ``(positions, vectors)`` of the texts ``text_of(0 .. len(lengths) - 1)``, a few batches at a time."""
     from tqdm import tqdm
 
     # Long texts first, so each batch pads little.
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
     # A few batches per call (a second or two): the model is free between calls for a server's searches.
     chunk = max(batch_size, 128)
-    with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=len(order), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
         for begin in range(0, len(order), chunk):
             rows = order[begin : begin + chunk]
-            yield rows, encoder.encode([texts[i] for i in rows], batch_size=batch_size)
+            yield rows, encoder.encode([text_of(i) for i in rows], batch_size=batch_size)
             bar.update(len(rows))
             report(
                 0.05 + 0.9 * (begin + len(rows)) / len(order),
