@@ -41,15 +41,23 @@ def _stem_words(words: list[str]) -> list[str]:
     return stemmed
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
+def tokenize(texts: Iterable[str]) -> list[list[str]]:
     """Lower-case, split into words, drop English stop words, stem: what BM25 counts.
 
-    The same tokens as ``bm25s.tokenize`` with ``TOKENIZATION`` (a test holds them equal), in one pass and
-    without its per-call vocabulary: a search tokenizes the question and each hit's sentences, and this
-    is about three times faster there.
+    The same tokens as ``bm25s.tokenize`` with ``TOKENIZATION`` (a test holds them equal), without its
+    per-call vocabulary: a search tokenizes the question and each hit's sentences, and this is about
+    three times faster there. Each distinct word is stemmed once per call, which makes a collection's
+    tokens half again as fast as stemming text by text.
     """
     stopwords = _stopwords()
-    return [_stem_words([w for w in _WORD.findall(text.lower()) if w not in stopwords]) for text in texts]
+    stems: dict[str, str] = {}
+    tokens = []
+    for text in texts:
+        words = [w for w in _WORD.findall(text.lower()) if w not in stopwords]
+        if new := [w for w in dict.fromkeys(words) if w not in stems]:
+            stems.update(zip(new, _stem_words(new), strict=True))
+        tokens.append([stems[w] for w in words])
+    return tokens
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ class LexicalIndex:
         import bm25s
 
         bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
-        tokens = [tokenize([text])[0] for text in texts]
+        tokens = tokenize(texts)  # a generator stays one: texts are made and dropped one at a time
         if not any(tokens):  # only stop words and punctuation: bm25s cannot index an empty vocabulary
             tokens = [[""] for _ in tokens]  # and "" is no word a question can have
         bm25.index(tokens, show_progress=False)
