@@ -416,8 +416,9 @@ def scaling(ctx: Context) -> dict[str, Any]:
 def _scaling_estimates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Labelled estimates for the real model at sizes measured only with the stub encoder.
 
-    Time: the stub build's time plus the distinct texts at the real model's measured rate. Memory:
-    the stub build's peak plus what the real model added at the size measured with both.
+    Time: the stub build's time plus the distinct texts at the real model's measured rate. Memory, stage
+    by stage: the stub build's peak in that stage plus what the real model added to that stage at the
+    size measured with both; the estimate is the highest stage.
     """
     real = {r["target_passages"]: r for r in rows if r["encoder"] == "model"}
     stub = {r["target_passages"]: r for r in rows if r["encoder"] == "stub"}
@@ -427,7 +428,8 @@ def _scaling_estimates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     base = common[-1]
     embed_s = real[base]["stages_s"].get("embed", real[base]["build_s"])
     texts_per_s = real[base]["distinct_texts"] / embed_s
-    extra_rss = real[base]["process"]["peak_rss_mib"] - stub[base]["process"]["peak_rss_mib"]
+    real_stages, stub_stages = real[base]["peak_rss_by_stage_mib"], stub[base]["peak_rss_by_stage_mib"]
+    extra_by_stage = {k: max(0.0, v - stub_stages[k]) for k, v in real_stages.items() if k in stub_stages}
     estimates = []
     for size, row in sorted(stub.items()):
         estimates.append(
@@ -437,8 +439,11 @@ def _scaling_estimates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "estimated_build_s": round(
                     row["build_s"] - row["stages_s"].get("embed", 0) + row["distinct_texts"] / texts_per_s, 1
                 ),
-                "estimated_peak_rss_mib": round(row["process"]["peak_rss_mib"] + max(0.0, extra_rss), 1),
-                "basis": f"stub build at this size + real model rate and memory measured at {base:,}",
+                "estimated_peak_rss_mib": round(
+                    max(peak + extra_by_stage.get(stage, 0.0) for stage, peak in row["peak_rss_by_stage_mib"].items()),
+                    1,
+                ),
+                "basis": f"stub build at this size + real model rate and memory (by stage) measured at {base:,}",
             }
         )
     return estimates

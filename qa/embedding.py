@@ -72,6 +72,25 @@ def _load(name: str) -> SentenceTransformer:
             transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by the model's forward passes back to the system, where the C library allows.
+
+    glibc keeps freed heap for reuse: after embedding 1,555 passages a build held 300 MB more than before
+    it and returned them on ``malloc_trim`` (923 to 620 MB), memory the FAISS and BM25 stages then need.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)  # glibc only: musl, macOS and Windows have none
+    except OSError:
+        return
+    if trim is not None:
+        trim(0)
+
+
 class Encoder:
     """Turns texts into normalised float32 vectors with one sentence-transformers model.
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from qa import storage
 from qa.documents import Document, fingerprint, iter_document_paths, load_folder, no_documents, read_document
-from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, model_name
+from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, model_name, release_freed_memory
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
 from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex, QueryTerms
 from qa.passage import Hit, Passage
@@ -323,6 +323,7 @@ class Index:
         passage_vectors, sentence_vectors = _embed(
             split, encoder, batch_size, show, previous, report, sentence_mean=passage_vectors_from == "sentence-mean"
         )
+        release_freed_memory()
         report(0.95, "indexing vectors and words")
         dense = store_vectors(passage_vectors)
         dim = int(passage_vectors.shape[1])
