@@ -43,12 +43,12 @@ def squad_vectors(squad: Path, queries: int, workdir: Path) -> tuple[np.ndarray,
     """Unit-length vectors of the SQuAD dev passages and of ``queries`` sampled questions, cached in ``workdir``."""
     from qa.embedding import Encoder
     from qa.evaluation import load_squad
-    from qa.index import _split_collection, embedding_text
+    from qa.index import _chunking, _split_collection, embedding_text
     from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
     documents, questions = load_squad(squad)
     encoder = Encoder()
-    split = _split_collection(documents, encoder, DEFAULT_MAX_WORDS, DEFAULT_OVERLAP)
+    split = _split_collection(documents, encoder, _chunking(DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, encoder))
     texts = [embedding_text(p) for p in split.passages]
     asked = [questions[i].question for i in np.random.default_rng(0).permutation(len(questions))[:queries]]
     key = hashlib.sha256("\0".join([encoder.name, *texts, "\1", *asked]).encode()).hexdigest()[:16]

@@ -108,7 +108,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from qa.index import Index, corpus_change, manifest_corpus
+    from qa.index import Index, corpus_change, manifest_corpus, manifest_passage_vectors
 
     path = Path(args.index) if args.index else _default_index()
     manifest = Index.read_manifest(path)
@@ -130,7 +130,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"passages:   {manifest['count']} ({manifest['sentences']} sentences)")
     print(f"model:      {manifest['model']} ({manifest['dim']} dimensions)")
     print(f"chunking:   max_words={manifest['chunking']['max_words']}, overlap={manifest['chunking']['overlap']}")
-    print(f"embedding:  passage vectors {manifest.get('embedding', {}).get('passage_vectors', 'own')}")
+    print(f"embedding:  passage vectors {manifest_passage_vectors(manifest)}")
     print(f"vectors:    {dense['type']} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
     print(f"built:      {manifest.get('created')} by qa {manifest.get('qa_version')}")
     print(f"format:     {manifest['format_version']}")
@@ -180,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress = False if args.quiet else None
         splits = [split.strip() for split in args.split.split(",") if split.strip()]
         for split in splits:  # each split's judgements must be there before the long build
-            evaluation.load_beir(args.beir, split)
+            evaluation.load_beir_queries(args.beir, split)
         index = evaluation.build_beir_index(args.beir, build_options=options, progress=progress)
         by_split: dict[str, object] = {}
         report["beir"] = {"folder": str(args.beir), "splits": by_split}

@@ -50,6 +50,14 @@ def load_beir(
     folder: str | os.PathLike[str], split: str = "test"
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
     """A BEIR data set: documents, queries by id (those judged in ``split``), and relevance judgements."""
+    queries, qrels = load_beir_queries(folder, split)
+    return load_beir_corpus(folder), queries, qrels
+
+
+def load_beir_queries(
+    folder: str | os.PathLike[str], split: str = "test"
+) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """The queries judged in ``split``, by id, and their relevance judgements; checks the corpus is there."""
     folder = Path(folder)
     qrels_file = folder / "qrels" / f"{split}.tsv"
     for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_file):
@@ -57,12 +65,6 @@ def load_beir(
             raise ValueError(
                 f"{needed} is missing: a BEIR folder has corpus.jsonl, queries.jsonl and qrels/{split}.tsv"
             )
-    documents = []
-    with open(folder / "corpus.jsonl", encoding="utf-8") as lines:
-        for line in lines:
-            record = json.loads(line)
-            title = record.get("title") or ""
-            documents.append(Document(id=str(record["_id"]), text=record.get("text") or title, title=title))
     qrels: dict[str, dict[str, int]] = {}
     for row in qrels_file.read_text(encoding="utf-8").splitlines()[1:]:
         query_id, doc_id, score = row.split("\t")
@@ -73,7 +75,18 @@ def load_beir(
             record = json.loads(line)
             if str(record["_id"]) in qrels:
                 queries[str(record["_id"])] = record["text"]
-    return documents, queries, qrels
+    return queries, qrels
+
+
+def load_beir_corpus(folder: str | os.PathLike[str]) -> list[Document]:
+    """A BEIR corpus (``corpus.jsonl``) as documents."""
+    documents = []
+    with open(Path(folder) / "corpus.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            title = record.get("title") or ""
+            documents.append(Document(id=str(record["_id"]), text=record.get("text") or title, title=title))
+    return documents
 
 
 @dataclass
@@ -193,16 +206,18 @@ def evaluate_beir(
     """nDCG@10 and recall@100 per mode; a document ranks where its best passage does.
 
     ``max_documents`` keeps a smaller corpus for a quick check: the documents judged for the chosen
-    queries, then the first others up to that number. ``index``: one built already of the whole
-    corpus (``build_beir_index``), e.g. to evaluate the train and the test queries on one build.
+    queries, then the first others up to that number. ``index``: one built already of the corpus
+    (``build_beir_index``), e.g. to evaluate the train and the test queries on one build;
+    ``max_documents`` and ``build_options`` then do nothing.
     """
-    documents, queries, qrels = load_beir(folder, split)
+    queries, qrels = load_beir_queries(folder, split)
     chosen = list(queries.items())[:max_queries]
-    if max_documents is not None:
-        judged = {doc for query_id, _ in chosen for doc in qrels[query_id]}
-        others = [d for d in documents if d.id not in judged][: max(0, max_documents - len(judged))]
-        documents = [d for d in documents if d.id in judged] + others
     if index is None:
+        documents = load_beir_corpus(folder)
+        if max_documents is not None:
+            judged = {doc for query_id, _ in chosen for doc in qrels[query_id]}
+            others = [d for d in documents if d.id not in judged][: max(0, max_documents - len(judged))]
+            documents = [d for d in documents if d.id in judged] + others
         index = Index.build(documents, progress=progress, **(build_options or {}))
     index._encoder.warm_queries([text for _, text in chosen])
     results = {}
@@ -226,8 +241,7 @@ def build_beir_index(
     folder: str | os.PathLike[str], *, build_options: dict[str, Any] | None = None, progress: bool | None = False
 ) -> Index:
     """An index of a BEIR corpus, to evaluate several query splits on."""
-    documents, _, _ = load_beir(folder, "test")
-    return Index.build(documents, progress=progress, **(build_options or {}))
+    return Index.build(load_beir_corpus(folder), progress=progress, **(build_options or {}))
 
 
 def squad_table(results: dict[str, dict[str, dict[str, float]]]) -> str:

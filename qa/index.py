@@ -90,13 +90,17 @@ class _Split:
     """Per passage, the acronyms it uses that its document defines, with their long forms."""
 
 
+_Entry = tuple[Passage, list[tuple[int, int]], dict[str, str]]
+"""A passage with its sentences' offsets and the acronyms it uses."""
+
+
 @dataclass(frozen=True)
 class _KeptDocument:
     """A document's passages (with their sentences and acronyms) as an earlier build split them."""
 
     title: str
     sha256: str
-    passages: list[tuple[Passage, list[tuple[int, int]], dict[str, str]]]
+    passages: list[_Entry]
 
 
 def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterator[Document]:
@@ -112,21 +116,19 @@ def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterato
         yield document
 
 
+def _chunking(max_words: int, overlap: int, encoder: Encoder) -> dict[str, Any]:
+    """How a collection is split, as the manifest records it: passages are kept only from an index
+    split the same way, by the same splitting code."""
+    return {"max_words": max_words, "overlap": overlap, "max_tokens": encoder.max_tokens, "splitter": SPLITTER_VERSION}
+
+
 def _split_collection(
     source: str | os.PathLike[str] | Iterable[Document],
     encoder: Encoder,
-    max_words: int,
-    overlap: int,
+    chunking: dict[str, Any],
     previous: Index | None = None,
 ) -> _Split:
     """Read and split every document; a document unchanged since ``previous`` keeps its passages."""
-    # Passages are kept only from an index split the same way, by the same splitting code.
-    chunking = {
-        "max_words": max_words,
-        "overlap": overlap,
-        "max_tokens": encoder.max_tokens,
-        "splitter": SPLITTER_VERSION,
-    }
     reusable = previous._passages_by_document(chunking) if previous is not None else {}
     passages: list[Passage] = []
     sentences: list[list[tuple[int, int]]] = []
@@ -134,7 +136,6 @@ def _split_collection(
     documents: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     indexed: dict[str, str] = {}  # passage text -> the document it was first found in
-    max_tokens = encoder.max_tokens - 2  # the model adds [CLS] and [SEP]
     for document in _iter_source(source):
         if document.id in seen:
             raise ValueError(f"two documents have the id {document.id!r}; give each document its own id")
@@ -146,57 +147,21 @@ def _split_collection(
             and not any(p.text in indexed for p, _, _ in kept.passages)
         ):
             # Splitting is the slow part of reading (it counts tokens): an unchanged document skips it.
-            for passage, spans_of_sentences, acronyms_of_passage in kept.passages:
-                indexed[passage.text] = document.id
-                passages.append(passage)
-                sentences.append(spans_of_sentences)
-                acronyms.append(acronyms_of_passage)
-            documents.append(
-                {
-                    "id": document.id,
-                    "title": document.title,
-                    "sha256": document.content_hash,
-                    "passages": len(kept.passages),
-                    "repeats": 0,
-                }
-            )
-            continue
-        spans = split_document(
-            document.text,
-            max_words=max_words,
-            overlap=overlap,
-            max_tokens=max_tokens,
-            count_tokens=lambda text: encoder.count_tokens(text) - 2,
-        )
-        first = len(passages)
-        defined = acronym_definitions(document.text)
-        repeats: set[str] = set()
-        for ordinal, span in enumerate(spans):
-            text = document.text[span.start : span.end]
-            if text in indexed:  # a copy of a passage indexed already: once is enough, a search shows it once
-                repeats.add(indexed[text])
-                continue
-            indexed[text] = document.id
-            passages.append(
-                Passage(
-                    f"{document.id}#{ordinal}", document.id, document.title, span.section, span.start, span.end, text
-                )
-            )
-            sentences.append(passage_sentences(text))
-            acronyms.append({short: long for short, long in defined.items() if re.search(rf"\b{short}\b", text)})
-        if not spans:
-            logger.warning("%s has no text to index: headings alone are not passages", document.id)
-        elif len(passages) == first:
-            logger.warning(
-                "%s repeats %s, indexed already: it adds no passage", document.id, ", ".join(sorted(repeats))
-            )
+            entries, repeats = kept.passages, 0
+        else:
+            entries, repeats = _split_document(document, encoder, chunking, indexed)
+        for passage, spans, used in entries:
+            indexed[passage.text] = document.id
+            passages.append(passage)
+            sentences.append(spans)
+            acronyms.append(used)
         documents.append(
             {
                 "id": document.id,
                 "title": document.title,
                 "sha256": document.content_hash,
-                "passages": len(passages) - first,
-                "repeats": len(spans) - (len(passages) - first),
+                "passages": len(entries),
+                "repeats": repeats,
             }
         )
     if not documents and isinstance(source, (str, os.PathLike)):
@@ -209,6 +174,39 @@ def _split_collection(
     for doc in sorted(documents, key=lambda d: d["id"]):
         digest.update(f"{doc['id']}\0{doc['title']}\0{doc['sha256']}\n".encode("utf-8", "surrogatepass"))
     return _Split(passages, sentences, documents, digest.hexdigest(), acronyms)
+
+
+def _split_document(
+    document: Document, encoder: Encoder, chunking: dict[str, Any], indexed: dict[str, str]
+) -> tuple[list[_Entry], int]:
+    """A document's passages, and how many it repeats of passages ``indexed`` already (or of its own)."""
+    spans = split_document(
+        document.text,
+        max_words=chunking["max_words"],
+        overlap=chunking["overlap"],
+        max_tokens=chunking["max_tokens"] - 2,  # the model adds [CLS] and [SEP]
+        count_tokens=lambda text: encoder.count_tokens(text) - 2,
+    )
+    defined = acronym_definitions(document.text)
+    entries: list[_Entry] = []
+    own: set[str] = set()
+    repeated: set[str] = set()
+    for ordinal, span in enumerate(spans):
+        text = document.text[span.start : span.end]
+        if text in indexed or text in own:  # a copy of a passage indexed already: once is enough
+            repeated.add(indexed.get(text, document.id))
+            continue
+        own.add(text)
+        passage = Passage(
+            f"{document.id}#{ordinal}", document.id, document.title, span.section, span.start, span.end, text
+        )
+        used = {short: long for short, long in defined.items() if re.search(rf"\b{short}\b", text)}
+        entries.append((passage, passage_sentences(text), used))
+    if not spans:
+        logger.warning("%s has no text to index: headings alone are not passages", document.id)
+    elif not entries:
+        logger.warning("%s repeats %s, indexed already: it adds no passage", document.id, ", ".join(sorted(repeated)))
+    return entries, len(spans) - len(entries)
 
 
 class Index:
@@ -301,9 +299,7 @@ class Index:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive whole number; got {batch_size!r}")
         if passage_vectors_from is None:
-            passage_vectors_from = (previous.manifest.get("embedding", {}) if previous else {}).get(
-                "passage_vectors", "own"
-            )
+            passage_vectors_from = manifest_passage_vectors(previous.manifest) if previous else "own"
         if passage_vectors_from not in PASSAGE_VECTORS:
             raise ValueError(
                 f"passage_vectors_from must be one of {', '.join(PASSAGE_VECTORS)}; got {passage_vectors_from!r}"
@@ -318,7 +314,8 @@ class Index:
             previous = None  # vectors of another model cannot be reused
         report = on_progress or (lambda fraction, stage: None)
         report(0.0, "reading and splitting documents")
-        split = _split_collection(source, encoder, max_words, overlap, previous)
+        chunking = _chunking(max_words, overlap, encoder)
+        split = _split_collection(source, encoder, chunking, previous)
         show = sys.stderr.isatty() if progress is None else progress
         passage_vectors, sentence_vectors = _embed(
             split, encoder, batch_size, show, previous, report, sentence_mean=passage_vectors_from == "sentence-mean"
@@ -347,12 +344,7 @@ class Index:
             "normalized": True,
             "count": len(split.passages),
             "sentences": int(sentence_vectors.shape[0]),
-            "chunking": {
-                "max_words": max_words,
-                "overlap": overlap,
-                "max_tokens": encoder.max_tokens,
-                "splitter": SPLITTER_VERSION,
-            },
+            "chunking": chunking,
             "embedding": {
                 "passage_vectors": passage_vectors_from,
                 "context": "title+section" if passage_vectors_from == "own" else "none",
@@ -652,8 +644,9 @@ class Index:
             for row, (s, e) in enumerate(spans, start=int(self._sentence_offsets[i]))
         }
         # A sentence-mean passage vector is not the model's vector of the passage text: not reusable as one.
-        own = self.manifest.get("embedding", {}).get("passage_vectors", "own") == "own"
-        if own and self._dense.exact:  # FAISS flat and HNSW, and Milvus, keep exact copies; IVF-PQ only codes
+        if (
+            manifest_passage_vectors(self.manifest) == "own" and self._dense.exact
+        ):  # FAISS flat and HNSW, and Milvus, keep exact copies; IVF-PQ only codes
             vectors = self._passage_vectors(np.arange(len(self.passages)))
             known.update({_content_key(embedding_text(p)): (vectors, i) for i, p in enumerate(self.passages)})
         return known
@@ -719,6 +712,11 @@ def _check_store(
         )
     if dense.dim != manifest["dim"]:
         raise IncompatibleIndex(f"{path}: vectors are not of the manifest's dimension {manifest['dim']}; {rebuild}")
+
+
+def manifest_passage_vectors(manifest: dict[str, Any]) -> str:
+    """How the index's passage vectors were made (``PASSAGE_VECTORS``); indexes from before the choice: ``own``."""
+    return str(manifest.get("embedding", {}).get("passage_vectors", "own"))
 
 
 def manifest_corpus(path: str | os.PathLike[str], manifest: dict[str, Any]) -> Path | None:

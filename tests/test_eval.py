@@ -75,11 +75,11 @@ def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
 
 @needs_data
 def test_one_index_serves_the_train_and_the_test_queries() -> None:
-    from qa.evaluation import load_beir
+    from qa.evaluation import load_beir, load_beir_queries
     from qa.index import Index
 
     documents, train, train_qrels = load_beir(SCIFACT, "train")
-    _, test, test_qrels = load_beir(SCIFACT, "test")
+    test, test_qrels = load_beir_queries(SCIFACT, "test")
     judged = {d for q in list(train)[:10] for d in train_qrels[q]} | {d for q in list(test)[:10] for d in test_qrels[q]}
     index = Index.build([d for d in documents if d.id in judged] + documents[:100], progress=False)
     for split in ("train", "test"):
