@@ -1,13 +1,18 @@
-"""BM25 words: qa's tokenizer against bm25s's, and sentence scores with the index's word weights."""
+"""BM25: qa's tokens and scores against bm25s's, updates against builds, and sentence scores."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from random import Random
+
 import bm25s
+import numpy as np
+import pytest
 import Stemmer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.lexical import TOKENIZATION, LexicalIndex, tokenize
+from qa.lexical import BM25_B, BM25_K1, TOKENIZATION, LexicalIndex, tokenize
 
 WORDS = ["The", "treaty", "was", "signed", "by", "nations", "Pakistan", "never", "joined", "it", "running", "runs"]
 texts = st.lists(
@@ -55,3 +60,56 @@ def test_passages_without_a_single_word_still_index() -> None:
     index = LexicalIndex.build([":", "the and of", "—"])
     assert index.count == 3
     assert index.scores(index.terms("the treaty")).tolist() == [0.0, 0.0, 0.0]
+
+
+def _bm25s_scores(texts: list[str], words: list[str]) -> np.ndarray:
+    reference = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
+    reference.index(tokenize(texts), show_progress=False)
+    return np.array([reference.get_scores([word]) for word in words], dtype=np.float32)
+
+
+def _scores(index: LexicalIndex, words: list[str]) -> np.ndarray:
+    return np.array([index._bm25.get_scores([word]) for word in words], dtype=np.float32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=8))
+def test_scores_are_those_bm25s_would_compute(batch: list[str]) -> None:
+    index = LexicalIndex.build(batch)
+    words = sorted(index._bm25.vocab_dict)
+    assert words == sorted({word for tokens in tokenize(batch) for word in tokens})
+    if words:
+        np.testing.assert_allclose(_scores(index, words), _bm25s_scores(batch, words), rtol=1e-6, atol=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=8), st.lists(texts, max_size=4), st.randoms(use_true_random=False))
+def test_an_update_scores_as_a_build_of_the_new_collection(old: list[str], added: list[str], rng: Random) -> None:
+    # Passages kept (some dropped, reordered) from the old collection, and new ones among them.
+    kept = rng.sample(range(len(old)), rng.randint(0, len(old)))
+    rows = [*kept, *([-1] * len(added))]
+    rng.shuffle(rows)
+    if not rows:
+        return
+    new_texts = iter(added)
+    collection = [old[row] if row >= 0 else next(new_texts) for row in rows]
+    updated = LexicalIndex.build(old).updated(np.array(rows), added)
+    rebuilt = LexicalIndex.build(collection)
+    assert updated.count == rebuilt.count == len(collection)
+    assert sorted(updated._bm25.vocab_dict) == sorted(rebuilt._bm25.vocab_dict)
+    for question in [*collection, "treaty signed Pakistan"]:
+        terms = updated.terms(question)
+        assert terms == rebuilt.terms(question)
+        np.testing.assert_array_equal(updated.scores(terms), rebuilt.scores(terms))
+
+
+def test_word_counts_survive_save_and_load(tmp_path: Path) -> None:
+    index = LexicalIndex.build(["Pakistan never joined the treaty.", "The treaty was signed in 1968."])
+    index.save(tmp_path)
+    loaded = LexicalIndex.load(tmp_path)
+    updated = loaded.updated(np.array([1, -1]), ["Talks on the treaty went on for years."])
+    assert updated.scores(updated.terms("treaty signed")).tolist() == pytest.approx(
+        LexicalIndex.build(["The treaty was signed in 1968.", "Talks on the treaty went on for years."])
+        .scores(updated.terms("treaty signed"))
+        .tolist()
+    )
