@@ -347,13 +347,14 @@ def _real_profile(ctx: Context) -> list[dict[str, Any]] | None:
     """
     if not (ctx.squad_index / "manifest.json").exists():
         return None
-    import faiss
     import numpy as np
 
     from bench.ann import exact_neighbours, neighbour_profile
     from bench.data import clustered_vectors
+    from qa.index import Index
 
-    vectors = faiss.read_index(str(ctx.squad_index / "vectors.faiss")).reconstruct_n(0, -1)
+    index = Index.load(ctx.squad_index)
+    vectors = index._passage_vectors(np.arange(len(index)))
     order = np.random.default_rng(0).permutation(len(vectors))
     queries, database = vectors[order[:200]], vectors[order[200:]]
     rows = []
@@ -475,6 +476,18 @@ def incremental(ctx: Context) -> dict[str, Any]:
     if ctx.plan.scaling_stub:
         largest = max(ctx.plan.scaling_stub)
         path = scaling_index(ctx, largest, stub=True)
+        if (path / "manifest.json").exists() and not _keeps_word_counts(path):
+            log(f"incremental: the ~{largest:,}-passage index is from a qa without BM25 word counts; building it again")
+            run_task(
+                "build",
+                {
+                    "source": {"name": "scifact", "documents": _documents_for(largest)},
+                    "batch_size": DEFAULT_BATCH_SIZE,
+                    "output": str(path),
+                    "stub": True,
+                },
+                workdir=ctx.workdir,
+            )
         if (path / "manifest.json").exists():
             log(f"incremental: the same on the ~{largest:,}-passage SciFact index")
             results.append(
@@ -493,6 +506,14 @@ def incremental(ctx: Context) -> dict[str, Any]:
                 }
             )
     return {"updates": results}
+
+
+def _keeps_word_counts(path: Path) -> bool:
+    """Whether the index at ``path`` can update BM25 in place (qa has kept word counts since it could)."""
+    from qa.lexical import TERM_COUNT_FILES
+    from qa.storage import LEXICAL
+
+    return all((path / LEXICAL / f"{name}.npy").exists() for name in TERM_COUNT_FILES)
 
 
 SECTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {

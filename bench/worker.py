@@ -75,7 +75,7 @@ def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -
     """Wrap qa's build stages to record the time (and memory peak) of each; behaviour is unchanged."""
     import qa.dense
     import qa.index
-    import qa.lexical
+    import qa.vectorstore
 
     def wrap(owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name, None)
@@ -121,7 +121,9 @@ def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -
     wrap(qa.index, "_embed", "vectors (all)")
     wrap(qa.index, "_encode_in_chunks", "embed")
     wrap(qa.dense, "build_dense_index", "faiss")
-    wrap(qa.lexical.LexicalIndex, "build", "bm25")
+    wrap(qa.vectorstore, "updated", "faiss")  # an update of the previous graph, when it is one
+    wrap(qa.index, "_lexical_index", "bm25")
+    wrap(qa.index.Index, "_copy_vectors", "reusable vectors")
     wrap(qa.index.Index, "_known_vectors", "reusable vectors")
 
 
@@ -314,8 +316,8 @@ def task_latency(params: dict[str, Any]) -> dict[str, Any]:
     _disable_query_cache()
     index = Index.load(params["index"])
     model = Encoder().model  # the one the index uses: models are loaded once per process
-    # The floor searches the index's own vectors, read from its FAISS file.
-    vectors = faiss.read_index(str(Path(params["index"]) / "vectors.faiss")).reconstruct_n(0, -1)
+    # The floor searches the index's own vectors, in passage order.
+    vectors = index._passage_vectors(np.arange(len(index)))
     floor_index = faiss.IndexFlatIP(vectors.shape[1])
     floor_index.add(vectors)
     indexed = {d["id"] for d in index.documents}

@@ -89,13 +89,18 @@ def build_dense_index(
         index = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.ef_construction
         index.hnsw.efSearch = config.ef_search
-        params.update(M=config.m, ef_construction=config.ef_construction, ef_search=config.ef_search)
+        params.update(hnsw_params(config))
     else:
         index, ivf_params = _ivfpq(vectors, ivfpq or IVFPQConfig())
         params.update(ivf_params)
     if count:
         index.add(vectors)
     return index, params
+
+
+def hnsw_params(config: HNSWConfig) -> dict[str, Any]:
+    """The manifest's ``dense`` parameters of an HNSW index built with ``config``."""
+    return {"type": "hnsw", "M": config.m, "ef_construction": config.ef_construction, "ef_search": config.ef_search}
 
 
 def _ivfpq(vectors: np.ndarray, config: IVFPQConfig) -> tuple[Any, dict[str, Any]]:

@@ -88,6 +88,9 @@ class _Split:
     fingerprint: str
     acronyms: list[dict[str, str]]
     """Per passage, the acronyms it uses that its document defines, with their long forms."""
+    previous_rows: np.ndarray
+    """Per passage, its row in the previous index when it is the same there (its document unchanged, or
+    the passage itself: see ``Index._row_of``), else -1."""
 
 
 _Entry = tuple[Passage, list[tuple[int, int]], dict[str, str]]
@@ -96,11 +99,11 @@ _Entry = tuple[Passage, list[tuple[int, int]], dict[str, str]]
 
 @dataclass(frozen=True)
 class _KeptDocument:
-    """A document's passages (with their sentences and acronyms) as an earlier build split them."""
+    """Where an earlier build put a document's passages (rows), and what the document was."""
 
     title: str
     sha256: str
-    passages: list[_Entry]
+    rows: range
 
 
 def _iter_source(source: str | os.PathLike[str] | Iterable[Document]) -> Iterator[Document]:
@@ -128,39 +131,57 @@ def _split_collection(
     chunking: dict[str, Any],
     previous: Index | None = None,
 ) -> _Split:
-    """Read and split every document; a document unchanged since ``previous`` keeps its passages."""
+    """Read and split every document; a document unchanged since ``previous`` keeps its passages.
+
+    A passage of a changed document that ``previous`` has already (same text, title, section and
+    acronyms) is new as a passage but gets its old row in ``previous_rows``: its vectors and word
+    counts are those of that row.
+    """
     reusable = previous._passages_by_document(chunking) if previous is not None else {}
     passages: list[Passage] = []
     sentences: list[list[tuple[int, int]]] = []
     acronyms: list[dict[str, str]] = []
     documents: list[dict[str, Any]] = []
+    previous_rows = array("q")
+    rows_by_text: dict[str, int] = {}  # of previous's passages, made when a changed document first needs it
     seen: dict[str, str] = {}
     indexed: dict[str, str] = {}  # passage text -> the document it was first found in
     for document in _iter_source(source):
         if document.id in seen:
             raise ValueError(f"two documents have the id {document.id!r}; give each document its own id")
-        seen[document.id] = document.content_hash
+        sha256 = seen[document.id] = document.content_hash  # hashed once: it reads the whole text
         kept = reusable.get(document.id)
-        if (
-            kept is not None
-            and (kept.title, kept.sha256) == (document.title, document.content_hash)
-            and not any(p.text in indexed for p, _, _ in kept.passages)
-        ):
+        texts: list[str] = []
+        if previous is not None and kept is not None and (kept.title, kept.sha256) == (document.title, sha256):
+            texts = [p.text for p in previous.passages[kept.rows.start : kept.rows.stop]]
+        if previous is not None and kept is not None and texts and indexed.keys().isdisjoint(texts):
             # Splitting is the slow part of reading (it counts tokens): an unchanged document skips it.
-            entries, repeats = kept.passages, 0
+            span = slice(kept.rows.start, kept.rows.stop)
+            passages += previous.passages[span]
+            sentences += previous._sentences[span]
+            acronyms += previous._acronyms[span]
+            previous_rows.extend(kept.rows)
+            indexed.update(dict.fromkeys(texts, document.id))
+            count, repeats = len(texts), 0
         else:
             entries, repeats = _split_document(document, encoder, chunking, indexed)
-        for passage, spans, used in entries:
-            indexed[passage.text] = document.id
-            passages.append(passage)
-            sentences.append(spans)
-            acronyms.append(used)
+            for passage, spans, used in entries:
+                indexed[passage.text] = document.id
+                passages.append(passage)
+                sentences.append(spans)
+                acronyms.append(used)
+                if previous is not None and not rows_by_text:
+                    rows_by_text = {p.text: i for i, p in enumerate(previous.passages)}
+                previous_rows.append(
+                    previous._row_of(passage, spans, used, rows_by_text) if previous is not None else -1
+                )
+            count = len(entries)
         documents.append(
             {
                 "id": document.id,
                 "title": document.title,
-                "sha256": document.content_hash,
-                "passages": len(entries),
+                "sha256": sha256,
+                "passages": count,
                 "repeats": repeats,
             }
         )
@@ -173,7 +194,24 @@ def _split_collection(
     digest = hashlib.sha256()
     for doc in sorted(documents, key=lambda d: d["id"]):
         digest.update(f"{doc['id']}\0{doc['title']}\0{doc['sha256']}\n".encode("utf-8", "surrogatepass"))
-    return _Split(passages, sentences, documents, digest.hexdigest(), acronyms)
+    # Each previous row goes to one passage at most: passage texts are distinct in an index, and a
+    # kept document with a text that a document before it now has is split again, not kept.
+    rows = np.frombuffer(previous_rows, dtype=np.int64) if previous_rows else np.zeros(0, dtype=np.int64)
+    return _Split(passages, sentences, documents, digest.hexdigest(), acronyms, rows)
+
+
+def _lexical_index(split: _Split, previous: Index | None) -> LexicalIndex:
+    """BM25 of the split passages; from ``previous``'s word counts, when it kept them, for the passages kept."""
+    # Generators: each text is made, tokenized and dropped in turn, never all held at once.
+    if previous is not None and previous._lexical.has_term_counts:
+        added = np.flatnonzero(split.previous_rows < 0).tolist()
+        return previous._lexical.updated(
+            split.previous_rows,
+            (lexical_text(embedding_text(split.passages[i]), split.acronyms[i]) for i in added),
+        )
+    return LexicalIndex.build(
+        lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)
+    )
 
 
 def _split_document(
@@ -278,7 +316,8 @@ class Index:
             batch_size: Passages the model embeds at once.
             progress: Show a progress bar on stderr; default: when stderr is a terminal.
             previous: An index of an earlier version of the collection: passages whose text is unchanged
-                reuse its vectors instead of being embedded again.
+                reuse its vectors and BM25 word counts instead of being embedded and tokenized again,
+                and an HNSW graph is updated rather than built anew (see ``FaissStore``).
             on_progress: Called with the fraction done (0 to 1) and what is being done, e.g. by a web page.
             backend: Where the passage vectors go: ``faiss`` (a file in the index folder) or ``milvus`` (a
                 collection, new for each build); default: ``previous``'s backend, else ``faiss``.
@@ -322,14 +361,14 @@ class Index:
         )
         release_freed_memory()
         report(0.95, "indexing vectors and words")
-        dense = store_vectors(passage_vectors)
+        dense = None
+        if previous is not None and manifest_passage_vectors(previous.manifest) == passage_vectors_from:
+            dense = vectorstore.updated(previous._dense, split.previous_rows, passage_vectors, backend, index_type)
+        dense = dense or store_vectors(passage_vectors)
         dim = int(passage_vectors.shape[1])
         del passage_vectors  # the store holds its own copy: at 100,000 passages this frees 150 MB for BM25
         try:
-            # A generator: each text is made, tokenized and dropped in turn, never all held at once.
-            lexical = LexicalIndex.build(
-                lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)
-            )
+            lexical = _lexical_index(split, previous)
         except BaseException:
             dense.discard()  # a Milvus collection no index will ever name
             raise
@@ -437,9 +476,10 @@ class Index:
         if not isinstance(manifest, dict):
             raise IncompatibleIndex(f"{manifest_file} is not a JSON object; rebuild: qa build CORPUS -o {path}")
         found = manifest.get("format_version")
-        if found != storage.FORMAT_VERSION:
+        if found not in storage.READABLE_FORMATS:
+            readable = " and ".join(map(str, storage.READABLE_FORMATS))
             raise IncompatibleIndex(
-                f"{path} has index format {found!r}; this qa reads format {storage.FORMAT_VERSION}. "
+                f"{path} has index format {found!r}; this qa reads formats {readable}. "
                 f"Rebuild it: qa build CORPUS -o {path}"
             )
         missing = [field for field in REQUIRED_FIELDS if field not in manifest]
@@ -611,7 +651,7 @@ class Index:
         return scores
 
     def _passages_by_document(self, chunking: dict[str, Any]) -> dict[str, _KeptDocument]:
-        """Each document's passages, for a rebuild with the same ``chunking`` to keep where unchanged.
+        """Where each document's passages are, for a rebuild with the same ``chunking`` to keep where unchanged.
 
         Only documents that lost no passage as a copy of another's: those are split again, since what
         they repeat may have changed.
@@ -623,32 +663,75 @@ class Index:
         for record in self.documents:
             count = int(record["passages"])
             if record.get("repeats") == 0 and count:
-                rows = range(row, row + count)
-                kept[record["id"]] = _KeptDocument(
-                    record["title"],
-                    record["sha256"],
-                    [(self.passages[i], self._sentences[i], self._acronyms[i]) for i in rows],
-                )
+                kept[record["id"]] = _KeptDocument(record["title"], record["sha256"], range(row, row + count))
             row += count
         return kept
 
-    def _known_vectors(self) -> dict[bytes, tuple[np.ndarray, int]]:
-        """Where each vector is, as (array, row), by the hash of the text it embeds: for a rebuild to reuse.
+    def _row_of(
+        self, passage: Passage, sentences: list[tuple[int, int]], acronyms: dict[str, str], rows: dict[str, int]
+    ) -> int:
+        """The row of a passage of this index that embeds and counts as ``passage`` does (same text, title,
+        section, sentences and acronyms), else -1; ``rows``: this index's rows by passage text."""
+        row = rows.get(passage.text, -1)
+        if row >= 0:
+            old = self.passages[row]
+            same = (old.title, old.section) == (passage.title, passage.section) and self._acronyms[row] == acronyms
+            if not same or self._sentences[row] != sentences:
+                return -1
+        return row
+
+    def _copy_vectors(
+        self, split: _Split, passage_vectors: np.ndarray, sentence_vectors: np.ndarray, sentence_mean: bool
+    ) -> np.ndarray:
+        """Copy the vectors of the passages ``split`` takes from this index (``previous_rows``), and of
+        their sentences, into a new build's arrays; return which passages' vectors were copied.
+
+        A passage vector is copied when it is the kind wanted (the model's, or the mean of the
+        sentences') and stored exactly (not as IVF-PQ codes).
+        """
+        kept = np.flatnonzero(split.previous_rows >= 0)
+        old = split.previous_rows[kept]
+        new_offsets = np.concatenate([[0], np.cumsum([len(spans) for spans in split.sentences])])
+        wanted = "sentence-mean" if sentence_mean else "own"
+        copy_passages = manifest_passage_vectors(self.manifest) == wanted and self._dense.exact
+        done = np.zeros(len(split.passages), dtype=bool)
+        stored = self._passage_vectors(old) if copy_passages else None  # one request, should it go to Milvus
+        # Copied run by run: passages that follow each other here and there (nearly all of them, when
+        # a few documents changed) go as one block of memory.
+        breaks = np.flatnonzero((np.diff(kept) != 1) | (np.diff(old) != 1)) + 1
+        for first, last in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(kept)].tolist(), strict=True):
+            if first == last:
+                continue
+            here, there = int(kept[first]), int(old[first])
+            count = last - first
+            sentence_vectors[new_offsets[here] : new_offsets[here + count]] = self._sentence_vectors[
+                self._sentence_offsets[there] : self._sentence_offsets[there + count]
+            ]
+            if stored is not None:
+                passage_vectors[here : here + count] = stored[first:last]
+                done[here : here + count] = True
+        return done
+
+    def _known_vectors(self, rows: np.ndarray) -> dict[bytes, tuple[np.ndarray, int]]:
+        """Where the vectors of these passages and their sentences are, as (array, row), by the hash of
+        the text embedded: for a rebuild to reuse.
 
         Rows, not copies: at 100,000 passages, float32 copies of the sentence vectors alone take 700 MB.
         """
         sentences = self._sentence_vectors
         known = {
             _content_key(self.passages[i].text[s:e]): (sentences, row)
-            for i, spans in enumerate(self._sentences)
-            for row, (s, e) in enumerate(spans, start=int(self._sentence_offsets[i]))
+            for i in rows.tolist()
+            for row, (s, e) in enumerate(self._sentences[i], start=int(self._sentence_offsets[i]))
         }
         # A sentence-mean passage vector is not the model's vector of the passage text: not reusable as one.
         if (
-            manifest_passage_vectors(self.manifest) == "own" and self._dense.exact
+            len(rows) and manifest_passage_vectors(self.manifest) == "own" and self._dense.exact
         ):  # FAISS flat and HNSW, and Milvus, keep exact copies; IVF-PQ only codes
-            vectors = self._passage_vectors(np.arange(len(self.passages)))
-            known.update({_content_key(embedding_text(p)): (vectors, i) for i, p in enumerate(self.passages)})
+            vectors = self._passage_vectors(rows)
+            known.update(
+                {_content_key(embedding_text(self.passages[i])): (vectors, j) for j, i in enumerate(rows.tolist())}
+            )
         return known
 
     def _highlights(self, passage: int, query: np.ndarray, terms: QueryTerms) -> tuple[tuple[int, int], ...]:
@@ -761,15 +844,21 @@ def _embed(
     """Vectors of the passages (float32) and of their sentences (float16).
 
     With ``sentence_mean``, a passage's vector is the length-weighted mean of its sentences' vectors,
-    so only the sentences go through the model. Texts already embedded by ``previous`` reuse its
-    vectors; each other distinct text is embedded once. New vectors go straight into the two result
+    so only the sentences go through the model. The passages of documents kept unchanged from
+    ``previous`` take their vectors from it row by row; other texts it embedded are found by their
+    hash; each other distinct text is embedded once. New vectors go straight into the two result
     arrays, so a build holds each vector once (no full intermediate array): memory grows with the
     collection, not with a multiple of it.
     """
     dim = encoder.dim
     passage_vectors = np.zeros((len(split.passages), dim), dtype=np.float32)
     sentence_vectors = np.zeros((sum(map(len, split.sentences)), dim), dtype=np.float16)
-    known = previous._known_vectors() if previous is not None else {}
+    kept = split.previous_rows >= 0
+    passage_done = np.zeros(len(split.passages), dtype=bool)
+    known: dict[bytes, tuple[np.ndarray, int]] = {}
+    if previous is not None:
+        passage_done = previous._copy_vectors(split, passage_vectors, sentence_vectors, sentence_mean)
+        known = previous._known_vectors(np.setdiff1d(np.arange(len(previous)), split.previous_rows[kept]))
     # The distinct texts still to embed, kept as where they are rather than as strings (at 100,000
     # passages the strings alone would take 300 MB): per text, its passage, start and end (start -1:
     # the passage's embedding text), its length, and the first place its vector goes.
@@ -796,13 +885,13 @@ def _embed(
             first.append(place)
 
     for row, (passage, spans) in enumerate(zip(split.passages, split.sentences, strict=True)):
-        if not sentence_mean or not spans:
+        if not passage_done[row] and (not sentence_mean or not spans):
             visit(row, row, -1, -1, embedding_text(passage))
-    row = 0
-    for index, (passage, spans) in enumerate(zip(split.passages, split.sentences, strict=True)):
-        for start, end in spans:
+    sentence_rows = np.concatenate([[0], np.cumsum([len(spans) for spans in split.sentences])])
+    for index in np.flatnonzero(~kept).tolist():  # a kept passage's sentences were copied
+        passage = split.passages[index]
+        for row, (start, end) in enumerate(split.sentences[index], start=int(sentence_rows[index])):
             visit(-1 - row, index, start, end, passage.text[start:end])
-            row += 1
     known.clear()  # the reused vectors are placed: drop the references (and the copy of the passage vectors)
     todo.clear()
 
@@ -817,19 +906,22 @@ def _embed(
         source = first[position]
         put(place, passage_vectors[source] if source >= 0 else sentence_vectors[-1 - source])
     if sentence_mean:
-        _mean_of_sentences(split, sentence_vectors, passage_vectors)
+        _mean_of_sentences(split, sentence_vectors, passage_vectors, skip=passage_done)
     return passage_vectors, sentence_vectors
 
 
-def _mean_of_sentences(split: _Split, sentence_vectors: np.ndarray, passage_vectors: np.ndarray) -> None:
-    """Set each passage's vector to the mean of its sentences' vectors, weighted by their length, normalised."""
+def _mean_of_sentences(
+    split: _Split, sentence_vectors: np.ndarray, passage_vectors: np.ndarray, *, skip: np.ndarray
+) -> None:
+    """Set each passage's vector, but those ``skip`` marks, to the mean of its sentences' vectors,
+    weighted by their length, normalised."""
     row = 0
     for i, spans in enumerate(split.sentences):
-        if spans:  # a passage without sentences was embedded itself
+        if spans and not skip[i]:  # a passage without sentences was embedded itself
             lengths = np.array([end - start for start, end in spans], dtype=np.float32)
             mean = lengths @ sentence_vectors[row : row + len(spans)].astype(np.float32)
             passage_vectors[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-            row += len(spans)
+        row += len(spans)
 
 
 def _encode_in_chunks(

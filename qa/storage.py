@@ -28,9 +28,13 @@ from typing import Any, TypeVar, cast
 
 from qa.errors import IndexBusy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The format a save writes. 2: an HNSW index updated in place numbers its vectors apart from the
+passages (``vector_rows.npy``), which a reader of format 1 would take for passage rows."""
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
+VECTOR_ROWS = "vector_rows.npy"
 PASSAGES = "passages.jsonl"
 SENTENCE_VECTORS = "sentences.npy"
 LEXICAL = "bm25"

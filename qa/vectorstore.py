@@ -120,6 +120,18 @@ def prepare(backend: str, uri: str | None, index_type: str) -> Callable[[np.ndar
     return lambda vectors: FaissStore.build(vectors, index_type)
 
 
+def updated(
+    previous: VectorStore, previous_rows: np.ndarray, vectors: np.ndarray, backend: str, index_type: str
+) -> VectorStore | None:
+    """``previous`` changed in place of built anew, where that is quicker and gives the same searches:
+    passage ``i`` of the new index is ``previous``'s passage ``previous_rows[i]``, or where that is -1,
+    new, with the vector ``vectors[i]``. ``None`` where a new store should be built instead.
+    """
+    if backend == "faiss" and isinstance(previous, FaissStore):
+        return previous.updated(previous_rows, vectors, index_type)
+    return None
+
+
 def open_store(folder: Path, params: dict[str, Any]) -> VectorStore:
     """The store the manifest's ``dense`` block describes, for the index read from ``folder``.
 
@@ -146,18 +158,51 @@ def retire(replaced: dict[str, Any] | None, current: dict[str, Any], folder: Pat
     retire_collection(replaced, current, folder)
 
 
+MAX_REMOVED_SHARE = 0.2
+"""An updated HNSW graph holding more removed vectors than this share of all is built anew instead:
+removed vectors cost memory and, beyond a small share, recall (searches walk past them)."""
+
+
 class FaissStore:
-    """Vectors in a FAISS index, written to ``vectors.faiss`` (flat, HNSW or IVF-PQ; see :mod:`qa.dense`)."""
+    """Vectors in a FAISS index, written to ``vectors.faiss`` (flat, HNSW or IVF-PQ; see :mod:`qa.dense`).
+
+    FAISS numbers vectors by the order they were added, and an HNSW graph can neither renumber nor
+    remove them. So that a rebuild after a change need not build the whole graph again (seconds at
+    100,000 passages), an updated HNSW store keeps the old graph: the new passages' vectors are added
+    at its end, removed passages' vectors stay but are never returned, and ``slot_rows`` (saved as
+    ``vector_rows.npy``) maps each FAISS position to its passage row (-1: removed).
+    """
 
     backend = "faiss"
     label = "the FAISS file"
-    files: tuple[str, ...] = (storage.VECTORS,)
 
-    def __init__(self, index: Any, params: dict[str, Any]) -> None:
+    def __init__(self, index: Any, params: dict[str, Any], slot_rows: np.ndarray | None = None) -> None:
         self.index = index
         self.params = params
         # IVF-PQ keeps codes, not vectors: what it reconstructs is approximate.
         self.exact = params.get("type") in ("flat", "hnsw")
+        self._slot_rows = slot_rows
+        self._row_slots: np.ndarray | None = None
+        self._search_params: Any = None  # with the selectors below, which FAISS holds as plain pointers
+        self._removed: Any = None
+        self._selector: Any = None
+        self.files: tuple[str, ...] = (storage.VECTORS,)
+        if slot_rows is not None:
+            import faiss
+
+            self.files = (storage.VECTORS, storage.VECTOR_ROWS)
+            live = np.flatnonzero(slot_rows >= 0)
+            self._row_slots = np.empty(len(live), dtype=np.int64)
+            self._row_slots[slot_rows[live]] = live
+            removed = np.flatnonzero(slot_rows < 0)
+            if len(removed):
+                # The graph still walks through removed vectors (so it stays connected) but never returns them.
+                self._removed = faiss.IDSelectorBatch(removed)
+                self._selector = faiss.IDSelectorNot(self._removed)
+                untyped: Any = faiss  # its type stubs lack the search parameter classes
+                self._search_params = untyped.SearchParametersHNSW(
+                    efSearch=int(params["ef_search"]), sel=self._selector
+                )
 
     @classmethod
     def build(cls, vectors: np.ndarray, index_type: str) -> FaissStore:
@@ -165,6 +210,34 @@ class FaissStore:
 
         index, params = build_dense_index(vectors, index_type)
         return cls(index, params)
+
+    def updated(self, previous_rows: np.ndarray, vectors: np.ndarray, index_type: str) -> FaissStore | None:
+        """This HNSW store changed as :func:`updated` says, leaving this one as it is; ``None`` for a
+        flat store (built anew as fast as copied), IVF-PQ, another index type or configuration wanted,
+        or when more than ``MAX_REMOVED_SHARE`` of the graph would be removed vectors."""
+        import faiss
+
+        from qa.dense import HNSWConfig, hnsw_params, resolve_index_type
+
+        if self.params.get("type") != "hnsw" or resolve_index_type(index_type, len(previous_rows)) != "hnsw":
+            return None
+        if {**self.params, "type": "hnsw"} != hnsw_params(HNSWConfig()):
+            return None  # built with other settings than today's defaults: build it as a new one would be
+        old_slot_rows = self._slot_rows if self._slot_rows is not None else np.arange(self.count)
+        kept = previous_rows >= 0
+        new_row_of_old = np.full(self.count + 1, -1, dtype=np.int64)  # the extra -1: a removed slot stays removed
+        new_row_of_old[previous_rows[kept]] = np.flatnonzero(kept)
+        added = np.flatnonzero(~kept)
+        slot_rows = np.concatenate([new_row_of_old[old_slot_rows], added])
+        if np.count_nonzero(slot_rows < 0) > MAX_REMOVED_SHARE * len(slot_rows):
+            return None
+        index = faiss.clone_index(self.index)
+        graph: Any = faiss.downcast_index(index)
+        graph.hnsw.efSearch = int(self.params["ef_search"])
+        if len(added):
+            index.add(np.ascontiguousarray(vectors[added], dtype=np.float32))
+        identity = np.array_equal(slot_rows, np.arange(len(slot_rows)))
+        return FaissStore(index, dict(self.params), None if identity else slot_rows)
 
     @classmethod
     def open(cls, folder: Path, params: dict[str, Any]) -> FaissStore:
@@ -174,11 +247,17 @@ class FaissStore:
 
         index = faiss.read_index(str(folder / storage.VECTORS))
         configure_search(index, params)
-        return cls(index, {k: v for k, v in params.items() if k != "backend"})
+        slot_rows = None
+        if params.get("slot_rows"):
+            slot_rows = np.load(folder / storage.VECTOR_ROWS, allow_pickle=False)
+            if slot_rows.shape != (index.ntotal,) or slot_rows.dtype != np.int64:
+                raise ValueError(f"{storage.VECTOR_ROWS} does not match {storage.VECTORS}")
+        stored = {k: v for k, v in params.items() if k not in ("backend", "slot_rows", "removed")}
+        return cls(index, stored, slot_rows)
 
     @property
     def count(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) if self._row_slots is None else len(self._row_slots)
 
     @property
     def dim(self) -> int:
@@ -186,7 +265,7 @@ class FaissStore:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
-        if not np.array_equal(ids, np.arange(self.count, self.count + len(ids))):
+        if self._slot_rows is not None or not np.array_equal(ids, np.arange(self.count, self.count + len(ids))):
             raise ValueError("a FAISS store numbers vectors by position: add ids count, count + 1, … in order")
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
@@ -198,22 +277,32 @@ class FaissStore:
         )
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._slot_rows is None:
+            scores, ids = self.index.search(queries, k)
+            return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        scores, slots = self.index.search(queries, k, params=self._search_params)
+        rows = np.where(slots >= 0, self._slot_rows[np.maximum(slots, 0)], -1)
+        return np.asarray(scores, dtype=np.float32), rows.astype(np.int64)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        vectors: np.ndarray = np.asarray(
-            self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64)), dtype=np.float32
-        )
+        ids = np.asarray(ids, dtype=np.int64)
+        slots = ids if self._row_slots is None else self._row_slots[ids]
+        vectors: np.ndarray = np.asarray(self.index.reconstruct_batch(slots), dtype=np.float32)
         return vectors.reshape(len(ids), self.dim)
 
     def describe(self, folder: Path | None = None) -> dict[str, Any]:
-        return {"backend": self.backend, **self.params}
+        if self._slot_rows is None:
+            return {"backend": self.backend, **self.params}
+        removed = int(np.count_nonzero(self._slot_rows < 0))
+        return {"backend": self.backend, **self.params, "slot_rows": True, "removed": removed}
 
     def save(self, folder: Path) -> None:
         import faiss
 
         faiss.write_index(self.index, str(folder / storage.VECTORS))
+        if self._slot_rows is not None:
+            np.save(folder / storage.VECTOR_ROWS, self._slot_rows, allow_pickle=False)
 
     def close(self) -> None:
         pass

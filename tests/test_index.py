@@ -13,6 +13,7 @@ import pytest
 import qa
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
 from qa.storage import FORMAT_VERSION
+from tests.conftest import CORPUS
 
 QUESTION = "Which treaty has Pakistan not joined?"
 
@@ -211,7 +212,7 @@ def test_unknown_manifest_version_and_missing_fields_are_reported(article_index_
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(
-        IncompatibleIndex, match=re.escape(f"has index format 99; this qa reads format {FORMAT_VERSION}. Rebuild it")
+        IncompatibleIndex, match=re.escape("has index format 99; this qa reads formats 1 and 2. Rebuild it")
     ):
         qa.Index.load(path)
     del manifest["dim"], manifest["files"]
@@ -328,3 +329,81 @@ def test_a_rebuild_splits_only_changed_documents(
     full = qa.Index.build(corpus, progress=False)
     assert taken.passages == full.passages and taken.documents == full.documents
     assert [p.doc_id for p in taken.passages if p.text == article] == ["aaa.md"]
+
+
+def _article_sections() -> list[qa.Document]:
+    """The bundled article cut at its headings: a small real collection of several documents."""
+    text = (CORPUS / "putin-bush-pakistan-nuclear.md").read_text(encoding="utf-8")
+    parts = [part.strip() for part in text.split("\n## ") if part.strip()]
+    return [qa.Document(f"part-{i}.md", part, f"Part {i}") for i, part in enumerate(parts)]
+
+
+def _assert_same_answers(index: qa.Index, expected: qa.Index) -> None:
+    """Each mode's top 8 for a few questions: the same passages, the same scores to 1e-5 (the model's
+    vector of one text differs that much when it is embedded in another batch, padded to another length)."""
+    for question in ["Which treaty has Pakistan not joined?", "What did Putin tell Bush?", "glaciers retreating"]:
+        for mode in ("hybrid", "dense", "lexical"):
+            hits, wanted = index.search(question, 8, mode=mode), expected.search(question, 8, mode=mode)
+            assert [h.passage for h in hits] == [h.passage for h in wanted], (question, mode)
+            assert [h.score for h in hits] == pytest.approx([h.score for h in wanted], abs=1e-5)
+
+
+def test_an_updated_hnsw_index_searches_as_a_new_build(tmp_path: Path) -> None:
+    def build(documents: list[qa.Document], previous: qa.Index | None = None) -> qa.Index:
+        return qa.Index.build(documents, index_type="hnsw", max_words=30, previous=previous, progress=False)
+
+    documents = _article_sections()
+    old = build(documents)
+    assert len(old) > 30 and len(documents) >= 5
+    # The first document removed (every row after it shifts) and one added: vectors go and come.
+    changed = [*documents[1:], qa.Document("extra.md", "Glaciers in Patagonia are retreating fast.", "Extra")]
+    updated = build(changed, old)
+    assert updated.manifest["dense"]["slot_rows"] and updated.manifest["dense"]["removed"] > 0
+    full = build(changed)
+    assert "slot_rows" not in full.manifest["dense"]
+    assert updated.passages == full.passages
+    _assert_same_answers(updated, full)
+    updated.save(tmp_path / "index")
+    loaded = qa.Index.load(tmp_path / "index")
+    _assert_same_answers(loaded, full)
+    rows = np.arange(len(full))
+    np.testing.assert_allclose(loaded._passage_vectors(rows), full._passage_vectors(rows), atol=1e-5)
+    # An update of an update: the map from graph positions to passages carries over.
+    again = [*changed[:-1], qa.Document("extra.md", "Glaciers in the Alps shrink too.", "Extra")]
+    twice = build(again, loaded)
+    assert twice.manifest["dense"]["removed"] > updated.manifest["dense"]["removed"]
+    _assert_same_answers(twice, build(again))
+    # Most of the graph gone: built anew rather than walked through removed vectors.
+    assert "slot_rows" not in build(documents[:2], twice).manifest["dense"]
+
+
+def test_an_edit_reuses_the_unchanged_passages_of_the_edited_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa.embedding import Encoder
+
+    def build(documents: list[qa.Document], previous: qa.Index | None = None) -> qa.Index:
+        return qa.Index.build(documents, index_type="hnsw", max_words=30, previous=previous, progress=False)
+
+    documents = _article_sections()
+    old = build(documents)
+    # A word changed at the end of the longest document: its last passage changes, the others only move.
+    longest = max(range(len(documents)), key=lambda i: len(documents[i].text))
+    text = documents[longest].text
+    cut = text.rindex(" ", 0, len(text) - 2)
+    edited = list(documents)
+    edited[longest] = qa.Document(documents[longest].id, text[:cut] + " indeed" + text[cut:], documents[longest].title)
+    embedded: list[str] = []
+    original = Encoder.encode
+
+    def recording_encode(self: Encoder, texts: list[str], **kwargs: object) -> np.ndarray:
+        embedded.extend(texts)
+        return original(self, texts, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Encoder, "encode", recording_encode)
+    updated = build(edited, old)
+    changed = [p for p in updated.passages if p.text not in {q.text for q in old.passages}]
+    assert len(changed) == 1 and "indeed" in changed[0].text
+    # That passage, and its sentence with the edit: everything else is reused.
+    assert len(embedded) == 2 and all("indeed" in t for t in embedded)
+    assert updated.manifest["dense"]["removed"] == 1
+    monkeypatch.undo()
+    _assert_same_answers(updated, build(edited))

@@ -192,6 +192,7 @@ def test_a_failed_build_or_save_leaves_the_previous_index_usable(
 
     with monkeypatch.context() as patch:  # the build fails after filling its new collection
         patch.setattr(LexicalIndex, "build", broken)
+        patch.setattr(LexicalIndex, "updated", broken)  # BM25 from the previous index's word counts
         with pytest.raises(OSError, match="disk full"):
             qa.Index.build(article_index.corpus or "", previous=first)
     assert _collections(db) == [collection]  # the failed build's collection is dropped
