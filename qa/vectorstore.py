@@ -250,7 +250,8 @@ class FaissStore:
         slot_rows = None
         if params.get("slot_rows"):
             slot_rows = np.load(folder / storage.VECTOR_ROWS, allow_pickle=False)
-            if slot_rows.shape != (index.ntotal,) or slot_rows.dtype != np.int64:
+            live = np.sort(slot_rows[slot_rows >= 0]) if slot_rows.dtype == np.int64 else None
+            if slot_rows.shape != (index.ntotal,) or live is None or not np.array_equal(live, np.arange(len(live))):
                 raise ValueError(f"{storage.VECTOR_ROWS} does not match {storage.VECTORS}")
         stored = {k: v for k, v in params.items() if k not in ("backend", "slot_rows", "removed")}
         return cls(index, stored, slot_rows)

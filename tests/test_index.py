@@ -368,6 +368,12 @@ def test_an_updated_hnsw_index_searches_as_a_new_build(tmp_path: Path) -> None:
     _assert_same_answers(loaded, full)
     rows = np.arange(len(full))
     np.testing.assert_allclose(loaded._passage_vectors(rows), full._passage_vectors(rows), atol=1e-5)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "index", damaged)
+    slot_rows = np.load(damaged / "vector_rows.npy")
+    np.save(damaged / "vector_rows.npy", slot_rows[::-1])  # the map shuffled: passages would get others' vectors
+    with pytest.raises(IncompatibleIndex, match="vector_rows.npy is missing, truncated or changed"):
+        qa.Index.load(damaged)
     # An update of an update: the map from graph positions to passages carries over.
     again = [*changed[:-1], qa.Document("extra.md", "Glaciers in the Alps shrink too.", "Extra")]
     twice = build(again, loaded)
