@@ -74,6 +74,11 @@ def lexical_text(text: str, acronyms: dict[str, str]) -> str:
     return " ".join([text, *extra])
 
 
+def _sentence_offsets(sentences: list[list[tuple[int, int]]]) -> np.ndarray:
+    """Where each passage's sentences start in the sentence array, and (last) how many there are."""
+    return np.concatenate([[0], np.cumsum([len(spans) for spans in sentences])]).astype(np.int64)
+
+
 def _content_key(text: str) -> bytes:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
 
@@ -276,7 +281,7 @@ class Index:
         self.passages = passages
         self._sentences = sentences
         self._acronyms = acronyms
-        self._sentence_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
+        self._sentence_offsets = _sentence_offsets(sentences)
         self._sentence_vectors = sentence_vectors
         self._dense = dense
         self._lexical = lexical
@@ -691,7 +696,7 @@ class Index:
         """
         kept = np.flatnonzero(split.previous_rows >= 0)
         old = split.previous_rows[kept]
-        new_offsets = np.concatenate([[0], np.cumsum([len(spans) for spans in split.sentences])])
+        new_offsets = _sentence_offsets(split.sentences)
         wanted = "sentence-mean" if sentence_mean else "own"
         copy_passages = manifest_passage_vectors(self.manifest) == wanted and self._dense.exact
         done = np.zeros(len(split.passages), dtype=bool)
@@ -887,7 +892,7 @@ def _embed(
     for row, (passage, spans) in enumerate(zip(split.passages, split.sentences, strict=True)):
         if not passage_done[row] and (not sentence_mean or not spans):
             visit(row, row, -1, -1, embedding_text(passage))
-    sentence_rows = np.concatenate([[0], np.cumsum([len(spans) for spans in split.sentences])])
+    sentence_rows = _sentence_offsets(split.sentences)
     for index in np.flatnonzero(~kept).tolist():  # a kept passage's sentences were copied
         passage = split.passages[index]
         for row, (start, end) in enumerate(split.sentences[index], start=int(sentence_rows[index])):
