@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from random import Random
+from unittest import mock
 
 import bm25s
 import numpy as np
@@ -12,6 +13,7 @@ import Stemmer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qa import lexical
 from qa.lexical import BM25_B, BM25_K1, TOKENIZATION, LexicalIndex, tokenize
 
 WORDS = ["The", "treaty", "was", "signed", "by", "nations", "Pakistan", "never", "joined", "it", "running", "runs"]
@@ -73,9 +75,11 @@ def _scores(index: LexicalIndex, words: list[str]) -> np.ndarray:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(texts, min_size=1, max_size=8))
-def test_scores_are_those_bm25s_would_compute(batch: list[str]) -> None:
-    index = LexicalIndex.build(batch)
+@given(st.lists(texts, min_size=1, max_size=8), st.integers(min_value=1, max_value=7))
+def test_scores_are_those_bm25s_would_compute(batch: list[str], score_slice: int) -> None:
+    # Scores are computed a slice of entries at a time; small slices cut passages in two.
+    with mock.patch.object(lexical, "_SCORE_SLICE", score_slice):
+        index = LexicalIndex.build(batch)
     words = sorted(index._bm25.vocab_dict)
     assert words == sorted({word for tokens in tokenize(batch) for word in tokens})
     if words:
