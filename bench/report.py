@@ -88,23 +88,23 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
             good is not None,
         )
     if scaling := sections.get("scaling"):
-        estimates = scaling.get("estimates") or []
         measured = [b for b in scaling["builds"] if b["encoder"] == "model"]
-        if estimates:
-            top = max(estimates, key=lambda e: e["target_passages"])
+        top = max(measured, key=lambda b: b["passages"], default=None)
+        estimated = max(scaling.get("estimates") or [], key=lambda e: e["passages"], default=None)
+        if estimated and (top is None or estimated["passages"] > top["passages"]):
             add(
-                f"peak RSS of a {top['passages']:,}-passage build",
+                f"peak RSS of a {estimated['passages']:,}-passage build",
                 "< 2 GiB",
-                f"{top['estimated_peak_rss_mib'] / GIB_MIB:.2f} GiB (estimate: {top['basis']})",
-                top["estimated_peak_rss_mib"] < 2 * GIB_MIB,
+                f"{estimated['estimated_peak_rss_mib'] / GIB_MIB:.2f} GiB (estimate: {estimated['basis']})",
+                estimated["estimated_peak_rss_mib"] < 2 * GIB_MIB,
             )
-        elif measured:
-            top = max(measured, key=lambda b: b["passages"])
+        elif top:
+            peak = build_peak_mib(top)
             add(
                 f"peak RSS of a {top['passages']:,}-passage build",
                 "< 2 GiB",
-                f"{top['process']['peak_rss_mib'] / GIB_MIB:.2f} GiB",
-                top["process"]["peak_rss_mib"] < 2 * GIB_MIB,
+                f"{peak / GIB_MIB:.2f} GiB ({peak:,.0f} MiB, measured)",
+                peak < 2 * GIB_MIB,
             )
     if incremental := sections.get("incremental"):
         for update in incremental["updates"]:
@@ -115,6 +115,12 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 update["ratio"] <= 2.0,
             )
     return found
+
+
+def build_peak_mib(build: dict[str, Any]) -> float:
+    """A build's peak RSS from start-up to the index saved; runs before it was recorded apart give the
+    whole process's, which also counts the benchmark's statistics after the save."""
+    return float(build.get("build_peak_rss_mib", build["process"]["peak_rss_mib"]))
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -412,6 +418,7 @@ def _scaling(section: dict[str, Any]) -> list[str]:
             f"{b['build_s']:.1f}",
             ", ".join(f"{k} {v:.1f}" for k, v in b["stages_s"].items()),
             f"{b['save_s']:.1f}",
+            _mib(build_peak_mib(b)),
             _mib(b["process"]["peak_rss_mib"]),
             ", ".join(f"{k} {v:,.0f}" for k, v in b.get("peak_rss_by_stage_mib", {}).items()),
         ]
@@ -419,7 +426,9 @@ def _scaling(section: dict[str, Any]) -> list[str]:
     ]
     out = [
         "SciFact abstracts, copied with a per-copy marker word in every sentence so no text repeats; each build "
-        "in its own process (peak RSS of that process). `stub`: the model is loaded (its tokenizer splits the "
+        "in its own process. `peak RSS`: from start-up to the index saved; `process peak RSS` also counts the "
+        "benchmark's statistics after the save (rows measured before the two were told apart give the process's "
+        "in both). `stub`: the model is loaded (its tokenizer splits the "
         "passages) but its forward pass is replaced by random unit vectors: everything else a build does runs "
         "at full size.",
         "",
@@ -432,6 +441,7 @@ def _scaling(section: dict[str, Any]) -> list[str]:
                 "stages s",
                 "save s",
                 "peak RSS",
+                "process peak RSS",
                 "RSS peak in each stage, MiB",
             ],
             rows,

@@ -433,6 +433,8 @@ def _scaling_estimates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     extra_by_stage = {k: max(0.0, v - stub_stages[k]) for k, v in real_stages.items() if k in stub_stages}
     estimates = []
     for size, row in sorted(stub.items()):
+        if size in real:
+            continue  # measured: nothing to estimate
         estimates.append(
             {
                 "target_passages": size,
