@@ -522,7 +522,9 @@ class Index:
                 )
         try:
             lexical = LexicalIndex.load(folder / storage.LEXICAL)
-            sentence_vectors = np.load(folder / storage.SENTENCE_VECTORS, allow_pickle=False)
+            # Mapped, not read: a search reads only its hits' sentences, and a large collection's array
+            # is gigabytes (3 GB at a million passages) that a server need not hold.
+            sentence_vectors = np.load(folder / storage.SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False)
             passages, sentences, acronyms = _read_passages(folder / storage.PASSAGES)
             documents = [
                 json.loads(line) for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines()

@@ -87,6 +87,20 @@ def test_save_load_round_trip_gives_the_same_hits_and_scores(article_index: qa.I
         ]
 
 
+def test_a_loaded_index_answers_on_after_its_folder_is_replaced(article_index: qa.Index, tmp_path: Path) -> None:
+    # A server maps the sentence vectors rather than reading them; a rebuild swaps the folder and
+    # deletes the old one under it, and the server must answer from what it loaded until it reloads.
+    article_index.save(tmp_path / "served")
+    served = qa.Index.load(tmp_path / "served")
+    assert isinstance(served._sentence_vectors, np.memmap)
+    before = [(h.passage, h.score, h.highlights) for h in served.search("What did Putin fear?", k=5)]
+    old_file = tmp_path / "served" / "sentences.npy"
+    old_inode = old_file.stat().st_ino
+    article_index.save(tmp_path / "served")
+    assert old_file.stat().st_ino != old_inode  # the file the index mapped is gone
+    assert [(h.passage, h.score, h.highlights) for h in served.search("What did Putin fear?", k=5)] == before
+
+
 def test_manifest_records_what_built_the_index(article_index_path: Path) -> None:
     manifest = json.loads((article_index_path / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION
