@@ -481,6 +481,7 @@ def _incremental(section: dict[str, Any]) -> list[str]:
             f"{u['bare_s']:.2f}",
             f"{u['ratio']:.2f}×",
             f"{u['load_previous_s']:.2f}",
+            _mib(u["loaded_index_mib"]) if "loaded_index_mib" in u else "not measured",
             _mib(u["process"]["peak_rss_mib"]),
         ]
         for u in section["updates"]
@@ -492,10 +493,21 @@ def _incremental(section: dict[str, Any]) -> list[str]:
     return [
         "One document's every sentence rewritten, so the update and the baseline embed the same texts. Update: "
         "`Index.build(documents, previous=old)` + `save`; baseline: `model.encode` of that document's passages and "
-        "sentences + `save`. Median of the repeats; loading the previous index is shown apart.",
+        "sentences + `save`. Median of the repeats; loading the previous index is shown apart, with the memory "
+        "it takes once loaded (what a server holds for it).",
         "",
         *_table(
-            ["index", "passages", "texts embedded", "update s", "baseline s", "ratio", "load previous s", "peak RSS"],
+            [
+                "index",
+                "passages",
+                "texts embedded",
+                "update s",
+                "baseline s",
+                "ratio",
+                "load previous s",
+                "previous index in memory",
+                "peak RSS",
+            ],
             rows,
         ),
         "Where an update's time goes (last repeat): " + "; ".join(stages) + ".",

@@ -83,6 +83,12 @@ class RSSSampler:
         return {stage: round(peak / (1 << 20), 1) for stage, peak in self.peaks.items()}
 
 
+def _rss() -> int:
+    """This process's resident memory now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def peak_rss() -> int:
     """The highest resident memory of this process so far, in bytes (the kernel's VmHWM)."""
     with open("/proc/self/status") as status:
@@ -424,9 +430,11 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     documents = _documents(params["source"])
     model = Encoder().model
     _warm(model, DEFAULT_BATCH_SIZE)
+    resident = _rss()
     started = time.perf_counter()
     old = Index.load(params["index"])
     load_s = time.perf_counter() - started
+    loaded_mib = round((_rss() - resident) / (1 << 20), 1)  # what a server holds for the index
     # Rewrite every sentence of one document, so the update must embed all of it, like the baseline.
     target = len(documents) // 2
     changed = documents[target]
@@ -462,6 +470,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
         "documents": len(documents),
         "changed_document_texts": texts,
         "load_previous_s": round(load_s, 3),
+        "loaded_index_mib": loaded_mib,
         "update_s": round(update, 3),
         "bare_s": round(bare, 3),
         "ratio": round(update / bare, 3),
