@@ -105,6 +105,8 @@ def bm25_matrix(terms: TermCounts, vocabulary_size: int) -> dict[str, Any]:
     Lucene's BM25, as ``bm25s.BM25(method="lucene")`` computes it (a test holds them equal), in a few
     vectorised passes instead of a Python loop over passages.
     """
+    import scipy.sparse
+
     passages = terms.passages
     per_passage = np.diff(terms.indptr)
     lengths = np.zeros(passages, dtype=np.float64)
@@ -123,30 +125,17 @@ def bm25_matrix(terms: TermCounts, vocabulary_size: int) -> dict[str, Any]:
         rows = np.searchsorted(terms.indptr, np.arange(start, stop), side="right") - 1
         counts = terms.counts[start:stop].astype(np.float32)
         scores[start:stop] = idf[terms.ids[start:stop]] * (counts / (passage_norms[rows] + counts))
-    return _by_word(scores, terms, vocabulary_size)
-
-
-_SCORE_SLICE = 1 << 20
-
-
-def _by_word(scores: np.ndarray, terms: TermCounts, vocabulary_size: int) -> dict[str, Any]:
-    """The passage-by-passage scores regrouped word by word, as bm25s keeps them."""
-    import scipy.sparse
-
-    # 32-bit positions where they fit: scipy would otherwise copy every index to 64 bits.
-    position = np.int32 if len(scores) <= np.iinfo(np.int32).max else np.int64
-    by_passage = scipy.sparse.csr_matrix(
-        (scores, terms.ids, terms.indptr.astype(position)), shape=(terms.passages, vocabulary_size), copy=False
-    )
-    by_word = by_passage.tocsc()
-    del by_passage
+    by_word = scipy.sparse.csr_matrix((scores, terms.ids, terms.indptr), shape=(passages, vocabulary_size)).tocsc()
     by_word.sort_indices()
     return {
         "data": by_word.data.astype(np.float32, copy=False),
         "indices": by_word.indices.astype(np.int32, copy=False),
-        "indptr": by_word.indptr.astype(np.int64, copy=False),
-        "num_docs": terms.passages,
+        "indptr": by_word.indptr,
+        "num_docs": passages,
     }
+
+
+_SCORE_SLICE = 1 << 20  # entries scored at once: 8 MB per float64 temporary
 
 
 @dataclass(frozen=True)
