@@ -494,7 +494,7 @@ def _incremental(section: dict[str, Any]) -> list[str]:
         "One document's every sentence rewritten, so the update and the baseline embed the same texts. Update: "
         "`Index.build(documents, previous=old)` + `save`; baseline: `model.encode` of that document's passages and "
         "sentences + `save`. Median of the repeats; loading the previous index is shown apart, with the memory "
-        "it takes once loaded (what a server holds for it).",
+        "it takes once loaded, before any search (a server's searches map in the sentence vectors of their hits).",
         "",
         *_table(
             [

@@ -44,32 +44,35 @@ class RSSSampler:
     """Samples this process's resident memory every 20 ms and keeps the peak seen during each stage.
 
     Tells where a build's peak comes from (the kernel's own peak figure says only how high it went).
-    A peak shorter than the 20 ms between samples is still caught: at each stage boundary the kernel's
-    peak is read, and a rise since the last boundary belongs to the stage that just ran.
+    A new high shorter than the 20 ms between samples is still caught: at each stage boundary the
+    kernel's peak is read, and a rise since the last boundary belongs to the stage that just ran.
     """
 
     def __init__(self) -> None:
         self.stage = "other"
         self.peaks: dict[str, int] = {}
-        self._page = os.sysconf("SC_PAGE_SIZE")
         self._high_water = peak_rss()
+        self._lock = threading.Lock()  # the sampling thread and stage changes must not interleave
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def sample(self) -> None:
         """Record the resident memory now against the current stage."""
-        with open("/proc/self/statm") as statm:
-            rss = int(statm.read().split()[1]) * self._page
-        self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
+        with self._lock:
+            self._record(self.stage, _rss())
 
     def end_stage(self, next_stage: str) -> None:
         """The current stage ends (its peak is settled) and ``next_stage`` begins."""
-        self.sample()
-        if (high_water := peak_rss()) > self._high_water:
-            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), high_water)
-            self._high_water = high_water
-        self.stage = next_stage
+        with self._lock:
+            self._record(self.stage, _rss())
+            if (high_water := peak_rss()) > self._high_water:
+                self._record(self.stage, high_water)
+                self._high_water = high_water
+            self.stage = next_stage
+
+    def _record(self, stage: str, rss: int) -> None:
+        self.peaks[stage] = max(self.peaks.get(stage, 0), rss)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
@@ -434,7 +437,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     old = Index.load(params["index"])
     load_s = time.perf_counter() - started
-    loaded_mib = round((_rss() - resident) / (1 << 20), 1)  # what a server holds for the index
+    loaded_mib = round((_rss() - resident) / (1 << 20), 1)  # what a server holds for it before any search
     # Rewrite every sentence of one document, so the update must embed all of it, like the baseline.
     target = len(documents) // 2
     changed = documents[target]

@@ -99,6 +99,7 @@ def test_a_loaded_index_answers_on_after_its_folder_is_replaced(article_index: q
     article_index.save(tmp_path / "served")
     assert old_file.stat().st_ino != old_inode  # the file the index mapped is gone
     assert [(h.passage, h.score, h.highlights) for h in served.search("What did Putin fear?", k=5)] == before
+    np.testing.assert_array_equal(served._sentence_vectors, article_index._sentence_vectors)  # every page
 
 
 def test_manifest_records_what_built_the_index(article_index_path: Path) -> None:
