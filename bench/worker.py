@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench import data
-from bench.common import summary
+from bench.common import MIB, summary
 from qa.embedding import DEFAULT_BATCH_SIZE
 
 K = 5
@@ -51,7 +52,7 @@ class RSSSampler:
     def __init__(self) -> None:
         self.stage = "other"
         self.peaks: dict[str, int] = {}
-        self._high_water = peak_rss()
+        self._high_water = _peak_rss()
         self._lock = threading.Lock()  # the sampling thread and stage changes must not interleave
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -66,7 +67,7 @@ class RSSSampler:
         """The current stage ends (its peak is settled) and ``next_stage`` begins."""
         with self._lock:
             self._record(self.stage, _rss())
-            if (high_water := peak_rss()) > self._high_water:
+            if (high_water := _peak_rss()) > self._high_water:
                 self._record(self.stage, high_water)
                 self._high_water = high_water
             self.stage = next_stage
@@ -83,7 +84,7 @@ class RSSSampler:
         self.end_stage(self.stage)
         self._stop.set()
         self._thread.join()
-        return {stage: round(peak / (1 << 20), 1) for stage, peak in self.peaks.items()}
+        return {stage: round(peak / MIB, 1) for stage, peak in self.peaks.items()}
 
 
 def _rss() -> int:
@@ -92,13 +93,9 @@ def _rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_rss() -> int:
-    """The highest resident memory of this process so far, in bytes (the kernel's VmHWM)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("/proc/self/status has no VmHWM line")
+def _peak_rss() -> int:
+    """The highest resident memory of this process so far, in bytes (the kernel's high-water mark)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
 
 
 def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -> None:
@@ -214,7 +211,7 @@ def task_build(params: dict[str, Any]) -> dict[str, Any]:
     save_s = time.perf_counter() - started
     peaks = sampler.stop()
     # What qa took, from start-up to the index saved; the statistics below are the benchmark's own.
-    build_peak_mib = round(peak_rss() / (1 << 20), 1)
+    build_peak_mib = round(_peak_rss() / MIB, 1)
     passages, sentences = _texts_of(index)
     return {
         "documents": len(documents),
@@ -437,7 +434,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     old = Index.load(params["index"])
     load_s = time.perf_counter() - started
-    loaded_mib = round((_rss() - resident) / (1 << 20), 1)  # what a server holds for it before any search
+    loaded_mib = round((_rss() - resident) / MIB, 1)  # what a server holds for it before any search
     # Rewrite every sentence of one document, so the update must embed all of it, like the baseline.
     target = len(documents) // 2
     changed = documents[target]
