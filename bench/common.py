@@ -19,8 +19,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-SQUAD = Path(os.environ.get("QA_BENCH_SQUAD", "/work/shared/data/squad-v1.1-dev/dev-v1.1.json"))
-SCIFACT = Path(os.environ.get("QA_BENCH_SCIFACT", "/work/shared/data/beir-scifact/corpus.jsonl"))
+SHARED_DATA = REPO.parent / "shared" / "data"
+"""The public evaluation data, beside the repository: read where it lies, never copied into it."""
+SQUAD = Path(os.environ.get("QA_BENCH_SQUAD") or SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json")
+SCIFACT = Path(os.environ.get("QA_BENCH_SCIFACT") or SHARED_DATA / "beir-scifact" / "corpus.jsonl")
 GIB = 1 << 30
 MIB = 1 << 20
 

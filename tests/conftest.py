@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +15,35 @@ from qa.embedding import Encoder
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+"""Real public data (SQuAD, SciFact, PDF and Word samples), read where it lies, never copied into the repo."""
+SQUAD = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
+SCIFACT = SHARED_DATA / "beir-scifact"
+
+
+def require(switch: str, available: bool, reason: str) -> None:
+    """Skip the calling test (or module) when what it needs is missing, or fail when ``$QA_REQUIRE_<switch>=1``.
+
+    CI sets the switches (``.ci/run``), so a missing install step or data folder fails there instead of
+    passing as a skip; a clone elsewhere still passes, naming what it skipped and why.
+    """
+    if available:
+        return
+    variable = f"QA_REQUIRE_{switch.upper()}"
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{reason} ({variable}=1 requires these tests to run)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_data(*paths: Path) -> None:
+    """Require files or folders of the shared data (``QA_REQUIRE_DATA``)."""
+    missing = [str(path) for path in paths if not path.exists()]
+    require("data", not missing, f"the shared evaluation data is not beside the repository: {', '.join(missing)}")
+
+
+def require_milvus() -> None:
+    """Require the Milvus backend's packages (``QA_REQUIRE_MILVUS``)."""
+    missing = [name for name in ("pymilvus", "milvus_lite") if importlib.util.find_spec(name) is None]
+    require("milvus", not missing, f"{' and '.join(missing)} not installed: pip install 'qa[milvus]'")
 
 
 @pytest.fixture(scope="session")

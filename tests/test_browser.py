@@ -5,7 +5,6 @@ Without chromium these tests are skipped, unless QA_REQUIRE_BROWSER=1 (CI), wher
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from qa.index import Index
+from tests.conftest import require
 from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, serving
 from ui.app import create_app
 
@@ -43,21 +43,15 @@ Template text about zebras: ${window.__xss=4} and {{constructor.constructor('win
 """
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("QA_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (QA_REQUIRE_BROWSER=1 requires the browser tests to run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = shutil.which("chromium")
     if executable is None:
-        _unavailable("chromium is not installed: install it with `sudo apt-get install chromium`")
+        require("browser", False, "chromium is not installed: install it with `sudo apt-get install chromium`")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright package is not installed: pip install -e '.[test]'")
+        require("browser", False, "the playwright package is not installed: pip install -e '.[test]'")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield chromium

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from qa.evaluation import evaluate_beir, evaluate_squad, ndcg_at_10
-from tests.conftest import SHARED_DATA
+from tests.conftest import SCIFACT, SQUAD, require_data
 
-SQUAD = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
-SCIFACT = SHARED_DATA / "beir-scifact"
-needs_data = pytest.mark.skipif(
-    not SQUAD.exists() or not SCIFACT.exists(), reason="evaluation data not beside the repo"
-)
+
+@pytest.fixture
+def needs_data() -> None:
+    require_data(SQUAD, SCIFACT)
 
 
 def test_ndcg_at_10_matches_hand_computed_values() -> None:
@@ -25,7 +24,7 @@ def test_ndcg_at_10_matches_hand_computed_values() -> None:
     assert ndcg_at_10(["x"] * 10, {"a": 1}) == 0.0
 
 
-@needs_data
+@pytest.mark.usefixtures("needs_data")
 def test_squad_slice_hybrid_is_at_least_as_good_as_each_single_mode() -> None:
     results = evaluate_squad(SQUAD, articles=slice(16, 17), max_questions=120)  # Amazon_rainforest: 21 paragraphs
     for setting in ("per-article", "pooled"):
@@ -36,7 +35,7 @@ def test_squad_slice_hybrid_is_at_least_as_good_as_each_single_mode() -> None:
         assert by_mode["hybrid"]["highlight"] >= 0.6
 
 
-@needs_data
+@pytest.mark.usefixtures("needs_data")
 def test_beir_slice_scores_are_sane() -> None:
     results = evaluate_beir(SCIFACT, max_queries=30, max_documents=300)
     assert results["hybrid"]["queries"] == 30
@@ -44,7 +43,7 @@ def test_beir_slice_scores_are_sane() -> None:
     assert results["hybrid"]["recall@100"] >= results["hybrid"]["ndcg@10"] - 0.1
 
 
-@needs_data
+@pytest.mark.usefixtures("needs_data")
 def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
     result = subprocess.run(
         [
@@ -73,7 +72,7 @@ def test_eval_command_writes_table_json_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "squad-hits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@needs_data
+@pytest.mark.usefixtures("needs_data")
 def test_one_index_serves_the_train_and_the_test_queries() -> None:
     from qa.evaluation import load_beir, load_beir_queries
     from qa.index import Index
@@ -88,7 +87,7 @@ def test_one_index_serves_the_train_and_the_test_queries() -> None:
         assert 0.3 <= results["lexical"]["ndcg@10"] <= 1.0, split
 
 
-@needs_data
+@pytest.mark.usefixtures("needs_data")
 def test_a_missing_split_is_reported_before_any_build() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "qa", "eval", "--beir", str(SCIFACT), "--split", "test,dev", "-q"],

@@ -16,16 +16,13 @@ import pytest
 
 import qa
 from qa.errors import IncompatibleIndex
-from tests.article_questions import QUESTIONS
-from tests.conftest import ROOT, SHARED_DATA
-
-pytest.importorskip("pymilvus", reason="the Milvus backend needs pymilvus: pip install 'qa[milvus]'")
-pytest.importorskip("milvus_lite", reason="the Milvus tests run on Milvus Lite: pip install 'qa[milvus]'")
-
 from qa.milvus import MilvusStore, MilvusUnavailable, connect, disconnect, public_uri
 from qa.vectorstore import FaissStore
+from tests.article_questions import QUESTIONS
+from tests.conftest import ROOT, SQUAD, require_data, require_milvus
 
-SQUAD = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
+require_milvus()  # qa.milvus imports pymilvus only when used
+
 UNREACHABLE = "http://127.0.0.1:1"  # nothing listens on port 1: the connection is refused at once
 
 
@@ -79,8 +76,8 @@ def test_article_questions_get_the_same_passages_from_milvus_and_faiss(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SQUAD.exists(), reason="SQuAD dev data not beside the repo")
 def test_squad_slice_gets_the_same_passages_from_milvus_and_faiss(tmp_path: Path, closing: list[qa.Index]) -> None:
+    require_data(SQUAD)
     from qa.evaluation import load_squad
 
     documents, questions = load_squad(SQUAD)
