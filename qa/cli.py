@@ -7,7 +7,6 @@ start at once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -29,38 +28,32 @@ def _default_index() -> Path:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from qa.api import default_corpus
-    from qa.errors import IncompatibleIndex, IndexNotFound
-    from qa.index import Index
-    from qa.storage import writer_lock
+    from qa.api import default_corpus, refresh
 
     corpus = Path(args.corpus) if args.corpus else default_corpus()
     output = Path(args.output) if args.output else _default_index()
     started = time.perf_counter()
-    with writer_lock(output, wait=args.wait):
-        previous = None
-        with contextlib.suppress(IndexNotFound, IncompatibleIndex):  # then there is nothing to reuse
-            previous = Index.load(output)
-        index = Index.build(
-            corpus,
-            model=args.model,
-            max_words=args.max_words,
-            overlap=args.overlap,
-            index_type=args.index_type,
-            batch_size=args.batch_size,
-            progress=False if args.quiet else None,
-            previous=previous,
-            backend=args.backend,
-            uri=args.uri,
-            passage_vectors_from=args.passage_vectors,
-        )
-        index.save(output)
-    dense = index.manifest["dense"]
-    where = f", Milvus collection {dense['collection']} at {dense['uri']}" if dense.get("backend") == "milvus" else ""
+    index = refresh(
+        output,
+        corpus,
+        wait=args.wait,
+        rebuild=True,
+        model=args.model,
+        max_words=args.max_words,
+        overlap=args.overlap,
+        index_type=args.index_type,
+        batch_size=args.batch_size,
+        progress=False if args.quiet else None,
+        backend=args.backend,
+        uri=args.uri,
+        passage_vectors_from=args.passage_vectors,
+    )
+    dense = index.manifest.dense
+    where = f", Milvus collection {dense['collection']} at {dense['uri']}" if index.manifest.backend == "milvus" else ""
     seconds = time.perf_counter() - started
     print(
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
-        f"-> {output} (model {index.manifest['model']}, {dense['type']} index{where})"
+        f"-> {output} (model {index.manifest.model}, {index.manifest.dense_type} index{where})"
     )
     return 0
 
@@ -108,32 +101,42 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from qa.index import Index, corpus_change, manifest_corpus, manifest_passage_vectors
+    from qa.build import corpus_change, settings_change
+    from qa.documents import read_corpus
+    from qa.embedding import load_encoder
+    from qa.errors import EmptyCorpus
+    from qa.manifest import read_manifest
 
     path = Path(args.index) if args.index else _default_index()
-    manifest = Index.read_manifest(path)
-    corpus = manifest_corpus(path, manifest)
+    manifest = read_manifest(path)
+    corpus = manifest.corpus_folder(path)
     if corpus is None:
         state = "unknown (built from documents given in Python)"
     elif not corpus.is_dir():
         state = f"unknown (the corpus folder {corpus} is gone)"
     else:
-        reason = corpus_change(manifest, corpus)
+        try:
+            read = read_corpus(corpus)
+            reason = settings_change(manifest, encoder=load_encoder(manifest.model)) or corpus_change(
+                manifest, read.folder, read.documents
+            )
+        except EmptyCorpus as error:
+            reason = str(error)
         state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
     if args.json:
-        print(json.dumps({**manifest, "index": str(path), "stale": state != "fresh"}, ensure_ascii=False))
+        print(json.dumps({**manifest.to_json(), "index": str(path), "stale": state != "fresh"}, ensure_ascii=False))
         return 0
-    dense = manifest["dense"]
+    dense = manifest.dense
     print(f"index:      {path}")
-    print(f"corpus:     {corpus}  ({manifest['corpus']['documents']} documents)")
+    print(f"corpus:     {corpus}  ({manifest.corpus.documents} documents)")
     print(f"state:      {state}")
-    print(f"passages:   {manifest['count']} ({manifest['sentences']} sentences)")
-    print(f"model:      {manifest['model']} ({manifest['dim']} dimensions)")
-    print(f"chunking:   max_words={manifest['chunking']['max_words']}, overlap={manifest['chunking']['overlap']}")
-    print(f"embedding:  passage vectors {manifest_passage_vectors(manifest)}")
-    print(f"vectors:    {dense['type']} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
-    print(f"built:      {manifest.get('created')} by qa {manifest.get('qa_version')}")
-    print(f"format:     {manifest['format_version']}")
+    print(f"passages:   {manifest.count} ({manifest.sentences} sentences)")
+    print(f"model:      {manifest.model} ({manifest.dim} dimensions)")
+    print(f"chunking:   max_words={manifest.chunking.max_words}, overlap={manifest.chunking.overlap}")
+    print(f"embedding:  passage vectors {manifest.passage_vectors}")
+    print(f"vectors:    {manifest.dense_type} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
+    print(f"built:      {manifest.created} by qa {manifest.qa_version}")
+    print(f"format:     {manifest.format_version}")
     return 0
 
 

@@ -147,7 +147,7 @@ def evaluate_squad(
     questions = [q for q in questions if q.article in chosen][:max_questions]
     options = build_options or {}
     pooled = Index.build(documents, progress=progress, **options)
-    pooled._encoder.warm_queries([q.question for q in questions])
+    pooled.encoder.warm_queries([q.question for q in questions])
     results: dict[str, dict[str, dict[str, float]]] = {}
     groups: dict[str, Any] = {"": lambda q: True}
     if split_at is not None:
@@ -219,7 +219,7 @@ def evaluate_beir(
             others = [d for d in documents if d.id not in judged][: max(0, max_documents - len(judged))]
             documents = [d for d in documents if d.id in judged] + others
         index = Index.build(documents, progress=progress, **(build_options or {}))
-    index._encoder.warm_queries([text for _, text in chosen])
+    index.encoder.warm_queries([text for _, text in chosen])
     results = {}
     for mode in modes:
         ndcg = recall = 0.0

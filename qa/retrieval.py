@@ -1,6 +1,8 @@
 """From a question to ranked passages: candidates from each index, fusion, and the answering sentence.
 
-Pure numpy on what the index holds, so the fusion can be measured and tuned apart from I/O.
+A question's path is one way: ``search`` embeds it and takes its words once, ``rank_passages`` asks the
+vector store and BM25 for candidates and fuses their signals, ``highlight`` picks each hit's answering
+sentence. Each step is a function of the index's contents, so it can be measured and tuned on its own.
 """
 
 from __future__ import annotations
@@ -9,6 +11,11 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+
+from qa.contents import IndexContents
+from qa.embedding import Encoder
+from qa.lexical import QueryTerms, lexical_text
+from qa.passage import Hit
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES = 100
@@ -106,3 +113,80 @@ def best_sentence(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> int:
     """Index of the sentence that answers best: meaning and shared words, each standardised within the passage."""
     combined = _standardized(dense_scores) + HIGHLIGHT_LEXICAL_WEIGHT * _standardized(lexical_scores)
     return int(np.argmax(combined))
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+def search(contents: IndexContents, encoder: Encoder, question: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
+    """The ``k`` passages of ``contents`` that best answer ``question``, best first; see ``Index.search``.
+
+    Raises:
+        ValueError: An empty or too long question, ``k < 1``, or an unknown mode.
+    """
+    question = check_question(question)
+    k = check_k(k)
+    mode = check_mode(mode)
+    query = encoder.encode_query(question)
+    terms = contents.lexical.terms(question)  # once: ranking and every hit's highlight use them
+    return [
+        Hit(contents.passages[row], score, rank, highlight(contents, row, query, terms))
+        for rank, (row, score) in enumerate(rank_passages(contents, query, terms, k, mode), start=1)
+    ]
+
+
+def rank_passages(
+    contents: IndexContents, query: np.ndarray, terms: QueryTerms, k: int, mode: str
+) -> list[tuple[int, float]]:
+    """The ``k`` best passages for a question's vector and words, as ``(row, score)``, best first."""
+    count = len(contents)
+    if mode == "dense":
+        scores, ids = contents.dense.search(query[None, :], min(count, k))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    lexical = contents.lexical.scores(terms)
+    if mode == "lexical":
+        return [(int(i), float(lexical[i])) for i in top_indices(lexical, k)]
+    pool = min(count, max(k, CANDIDATES))
+    _, dense_ids = contents.dense.search(query[None, :], pool)
+    candidates = np.union1d(dense_ids[0][dense_ids[0] >= 0], top_indices(lexical, pool))
+    passage_scores = contents.dense.vectors(candidates) @ query
+    sentence_scores = best_sentence_scores(contents, candidates, query, passage_scores)
+    fused = fuse(passage_scores, sentence_scores, lexical[candidates], DEFAULT_WEIGHTS)
+    return [(int(candidates[j]), float(fused[j])) for j in top_indices(fused, k)]
+
+
+def best_sentence_scores(
+    contents: IndexContents, passages: np.ndarray, query: np.ndarray, passage_scores: np.ndarray
+) -> np.ndarray:
+    """The cosine of each passage's best sentence (one product over all their sentences).
+
+    A passage without sentences (whitespace only; never from qa's splitter) counts as its own best sentence.
+    """
+    offsets = contents.sentence_offsets
+    starts = offsets[passages]
+    counts = offsets[passages + 1] - starts
+    rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    scores = contents.sentence_vectors[rows].astype(np.float32) @ query
+    best = np.asarray(passage_scores, dtype=np.float32).copy()
+    has = counts > 0
+    best[has] = np.maximum.reduceat(scores, (np.cumsum(counts) - counts)[has]) if has.any() else []
+    return best
+
+
+def sentence_scores(contents: IndexContents, passage: int, query: np.ndarray) -> np.ndarray:
+    """The cosine of each of a passage's sentences with the question's vector."""
+    scores: np.ndarray = contents.sentence_vectors[contents.sentence_rows(passage)].astype(np.float32) @ query
+    return scores
+
+
+def highlight(
+    contents: IndexContents, passage: int, query: np.ndarray, terms: QueryTerms
+) -> tuple[tuple[int, int], ...]:
+    """The offsets in the passage's text of the sentence that answers best (none for a passage without any)."""
+    sentences = contents.sentences[passage]
+    if not sentences:
+        return ()
+    text = contents.passages[passage].text
+    acronyms = contents.acronyms[passage]
+    lexical = contents.lexical.text_scores(terms, [lexical_text(text[s:e], acronyms) for s, e in sentences])
+    return (sentences[best_sentence(sentence_scores(contents, passage, query), lexical)],)

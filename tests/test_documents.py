@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents import Document, html_to_text, load_folder
+from qa.documents import Document, html_to_text, read_corpus
 from qa.errors import EmptyCorpus
 from tests.conftest import CORPUS
 
 
 def test_bundled_article_keeps_its_words_title_and_headings() -> None:
-    (document,) = load_folder(CORPUS)
+    (document,) = read_corpus(CORPUS).documents
     assert document.id == "putin-bush-pakistan-nuclear.md"
     assert document.title == "Putin and Bush on Pakistan’s Nuclear Proliferation"
     for heading in ("Background", "The Global Impact", "Reactions from the World Stage", "What Comes Next?"):
@@ -36,7 +36,7 @@ def test_folder_reads_txt_md_html_recursively_with_ids_and_titles(tmp_path: Path
         encoding="utf-8",
     )
     (tmp_path / "ignored.pdf").write_bytes(b"%PDF")
-    documents = {d.id: d for d in load_folder(tmp_path)}
+    documents = {d.id: d for d in read_corpus(tmp_path).documents}
     assert sorted(documents) == ["a.txt", "c.html", "sub/b.md"]
     assert documents["a.txt"].title == "a"
     assert documents["sub/b.md"].title == "Bee Title"
@@ -60,7 +60,7 @@ def test_unreadable_files_are_skipped_with_a_warning_naming_them(
     (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
     with caplog.at_level(logging.WARNING, logger="qa"):
-        documents = load_folder(tmp_path)
+        documents = read_corpus(tmp_path).documents
     assert [d.id for d in documents] == ["good.md"]
     log = caplog.text
     for name, why in [
@@ -74,10 +74,10 @@ def test_unreadable_files_are_skipped_with_a_warning_naming_them(
 
 def test_missing_folder_and_folder_without_documents_raise_empty_corpus(tmp_path: Path) -> None:
     with pytest.raises(EmptyCorpus, match="does not exist or is not a folder"):
-        load_folder(tmp_path / "nope")
+        read_corpus(tmp_path / "nope")
     (tmp_path / "notes.pdf").write_bytes(b"%PDF")
     with pytest.raises(EmptyCorpus, match=re.escape("has no readable documents: add UTF-8 .txt, .md or .html files")):
-        load_folder(tmp_path)
+        read_corpus(tmp_path)
 
 
 def test_links_leaving_the_folder_and_link_loops_are_skipped(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_links_leaving_the_folder_and_link_loops_are_skipped(tmp_path: Path) -> 
     os.symlink(outside, corpus / "escape")
     os.symlink(outside / "secret.md", corpus / "secret-link.md")
     os.symlink(corpus, corpus / "inner" / "loop")
-    assert [d.id for d in load_folder(corpus)] == ["inner/doc.md"]
+    assert [d.id for d in read_corpus(corpus).documents] == ["inner/doc.md"]
 
 
 def test_document_rejects_a_bad_id() -> None:

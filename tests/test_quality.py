@@ -32,7 +32,7 @@ def test_structure_aware_passages_answer_most_questions_first(article_index: qa.
 
 
 def test_structure_aware_passages_beat_a_line_by_line_split(article_index: qa.Index) -> None:
-    text = (article_index.corpus / article_index.documents[0]["id"]).read_text(encoding="utf-8")  # type: ignore[operator]
+    text = (article_index.corpus / article_index.documents[0].id).read_text(encoding="utf-8")  # type: ignore[operator]
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     baseline = qa.Index.build([qa.Document(id=f"line{i}", text=line) for i, line in enumerate(lines)], progress=False)
     baseline_at1, _ = hit_rates(baseline, mode="dense")

@@ -185,7 +185,7 @@ def test_traversal_name_lands_inside_the_corpus(writable_article: tuple[Path, Pa
     assert sorted(p.name for p in corpus.iterdir()) == ["putin-bush-pakistan-nuclear.md", "x.md"]
     # Rebuilt and swapped in: the new document answers at once, and the index on disk has it too.
     assert service.search("Why do zebras have stripes?", 1)[0].doc_id == "x.md"
-    assert Index.read_manifest(index)["corpus"]["documents"] == 2
+    assert Index.read_manifest(index).corpus.documents == 2
     assert service.status().stale_reason is None
 
 

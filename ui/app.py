@@ -17,7 +17,8 @@ from gradio.exceptions import ServerFailedToStartError
 from qa.api import default_corpus, default_index, open_index
 from qa.documents import SUFFIXES
 from qa.errors import IncompatibleIndex, IndexBusy, IndexNotFound, QAError
-from qa.index import Index, manifest_corpus
+from qa.index import Index
+from qa.manifest import read_manifest
 from qa.retrieval import MODES
 from ui import render
 from ui.service import Service, UploadReport, UploadsDisabled
@@ -150,7 +151,7 @@ def create_app(
                         elem_id="mode",
                     )
                 examples = None
-                if any(document["id"] == ARTICLE_ID for document in index.documents):  # they only fit the article
+                if any(document.id == ARTICLE_ID for document in index.documents):  # they only fit the article
                     examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples about the bundled article")
                 results = gr.HTML(
                     render.message("The passages that answer your question appear here."),
@@ -271,7 +272,7 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
         return index_path, Path(args.corpus)
     if args.index:
         try:
-            built_from = manifest_corpus(index_path, Index.read_manifest(index_path))
+            built_from = read_manifest(index_path).corpus_folder(index_path)
         except (IndexNotFound, IncompatibleIndex):
             built_from = None
         if built_from is not None and built_from.is_dir():

@@ -9,8 +9,9 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from qa.contents import DocumentRecord
+from qa.manifest import Manifest
 from qa.passage import Hit
 
 # Beyond html.escape: the characters template engines act on, so no front-end templating can read
@@ -120,8 +121,8 @@ class IndexStatus:
 
     index_path: str
     corpus: str
-    manifest: dict[str, Any]
-    documents: list[dict[str, Any]]
+    manifest: Manifest
+    documents: list[DocumentRecord]
     passages: int
     stale_reason: str | None
     uploads_allowed: bool
@@ -141,18 +142,17 @@ def index_html(status: IndexStatus) -> str:
         state += "<br>A rebuild is running; searches use this index until it is done."
     rows = [
         ("Documents", str(len(status.documents))),
-        ("Passages", f"{status.passages:,} ({manifest.get('sentences', 0):,} sentences)"),
-        ("Model", text_html(manifest.get("model", "?"))),
-        ("Vectors", text_html(manifest.get("dense", {}).get("type", "?"))),
-        ("Built", text_html(manifest.get("created", "?"))),
+        ("Passages", f"{status.passages:,} ({manifest.sentences:,} sentences)"),
+        ("Model", text_html(manifest.model)),
+        ("Vectors", text_html(manifest.dense_type)),
+        ("Built", text_html(manifest.created or "?")),
         ("State", state),
         ("Index folder", text_html(status.index_path)),
         ("Corpus folder", text_html(status.corpus)),
     ]
     table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     documents = "".join(
-        f"<tr><td>{text_html(d.get('title', ''))}</td><td>{text_html(d.get('id', ''))}</td>"
-        f"<td>{int(d.get('passages', 0))}</td></tr>"
+        f"<tr><td>{text_html(d.title)}</td><td>{text_html(d.id)}</td><td>{d.passages}</td></tr>"
         for d in status.documents
     )
     failed = ""

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.api import refresh
 from qa.errors import IndexBusy, QAError
 from qa.index import Index
 from qa.passage import Hit
-from qa.storage import generation, writer_lock
+from qa.storage import generation
 from ui.render import IndexStatus
 from ui.uploads import UploadRejected, store_upload
 
@@ -33,6 +34,10 @@ Step = Callable[[float, str], None]
 
 def _no_progress(fraction: float, description: str) -> None:
     pass
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class UploadsDisabled(PermissionError):
@@ -150,22 +155,19 @@ class Service:
             return self._rebuild(step)
 
     def _rebuild(self, step: Step) -> Index:
-        previous = self.index
+        served = self.index
         try:
             step(0.0, "Reading and splitting the documents")
-            with writer_lock(self.index_path, wait=False):
-                # The served index's model, so that a rebuild never silently switches models.
-                new = Index.build(
-                    self.corpus,
-                    model=previous.manifest["model"],
-                    previous=previous,
-                    progress=True,
-                    on_progress=lambda fraction, stage: step(0.9 * fraction, stage),
-                )
-                step(0.9, "Saving the index")
-                new.save(self.index_path)
-            step(0.95, "Loading the new index")
-            loaded = Index.load(self.index_path)
+            # The served index's encoder, so that a rebuild never silently switches models.
+            loaded = refresh(
+                self.index_path,
+                self.corpus,
+                wait=False,
+                rebuild=True,
+                encoder=served.encoder,
+                progress=True,
+                on_progress=lambda fraction, stage: step(fraction, _first_upper(stage)),
+            )
         except (QAError, ValueError, OSError) as error:
             self.last_error = str(error)
             raise
