@@ -23,7 +23,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy qa
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	bash .ci/chromium

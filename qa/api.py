@@ -24,15 +24,36 @@ from qa.storage import MANIFEST, readable_path, writer_lock
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parent.parent
+"""The repository, when qa runs from a checkout of it (``pip install -e .``, or its folder on the path)."""
+
+
+def in_checkout() -> bool:
+    """Whether qa runs from its repository rather than from an installed package."""
+    return (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "corpus").is_dir()
+
+
+def bundled_corpus() -> Path:
+    """The folder of the bundled article: ``corpus/`` in a checkout, the package's ``qa/corpus`` installed."""
+    if in_checkout():
+        return CHECKOUT / "corpus"
+    return Path(__file__).resolve().parent / "corpus"
 
 
 def default_corpus() -> Path:
-    return Path(os.environ.get("QA_CORPUS") or PROJECT_ROOT / "corpus")
+    """``$QA_CORPUS``, else the bundled article."""
+    return Path(os.environ.get("QA_CORPUS") or bundled_corpus())
 
 
 def default_index() -> Path:
-    return Path(os.environ.get("QA_INDEX") or PROJECT_ROOT / "index")
+    """``$QA_INDEX``, else ``index/`` in a checkout, else a folder of the user's data (never site-packages)."""
+    if os.environ.get("QA_INDEX"):
+        return Path(os.environ["QA_INDEX"])
+    if in_checkout():
+        return CHECKOUT / "index"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("qa", appauthor=False)) / "index"
 
 
 def _load_previous(index_path: Path, encoder: Encoder | None) -> Index | None:

@@ -201,7 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ui.app import serve
+    from qa.ui.app import serve
 
     return int(serve(args))
 

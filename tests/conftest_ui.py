@@ -28,7 +28,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serving(demo: Any) -> Iterator[str]:
     """Serve a ``create_app`` result on a free loopback port; yield its URL; stop it after."""
-    from ui.app import launch
+    from qa.ui.app import launch
 
     url = launch(demo, host="127.0.0.1", port=free_port())
     try:

@@ -16,7 +16,7 @@ import pytest
 from qa.index import Index
 from tests.conftest import require
 from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, serving
-from ui.app import create_app
+from qa.ui.app import create_app
 
 pytestmark = pytest.mark.browser
 

@@ -46,7 +46,7 @@ def _hits(hits: list[qa.Hit]) -> list[tuple[qa.Passage, float, tuple[tuple[int, 
 
 @pytest.fixture(scope="module")
 def server(article_index_path: Path) -> Iterator[str]:
-    from ui.app import create_app
+    from qa.ui.app import create_app
 
     with serving(create_app(article_index_path, article_index_path.parent / "corpus")) as url:
         yield url

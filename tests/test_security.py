@@ -28,7 +28,7 @@ from qa import cli
 from qa.errors import IncompatibleIndex
 from qa.index_files import file_record
 from tests.conftest_ui import REPO, serving
-from ui.uploads import UploadRejected, store_upload
+from qa.ui.uploads import UploadRejected, store_upload
 
 SOURCES = sorted([*(REPO / "qa").rglob("*.py"), *(REPO / "ui").rglob("*.py"), REPO / "bench" / "load.py"])
 
@@ -37,7 +37,7 @@ SOURCES = sorted([*(REPO / "qa").rglob("*.py"), *(REPO / "ui").rglob("*.py"), RE
 
 
 def test_the_server_listens_on_this_machine_only_unless_told_otherwise() -> None:
-    from ui.app import launch
+    from qa.ui.app import launch
 
     assert cli.build_parser().parse_args(["serve"]).host == "127.0.0.1"
     assert inspect.signature(launch).parameters["host"].default == "127.0.0.1"
@@ -91,7 +91,7 @@ def test_searching_on_another_address_without_a_login_is_warned_about(
 
 @pytest.fixture(scope="module")
 def server(article_index_path: Path) -> Iterator[str]:
-    from ui.app import create_app
+    from qa.ui.app import create_app
 
     with serving(create_app(article_index_path, article_index_path.parent / "corpus")) as url:
         yield url

@@ -22,10 +22,10 @@ from gradio_client.exceptions import AppError
 from qa import cli
 from qa.index import Index
 from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, free_port, serving
-from ui import render
-from ui.app import _paths, create_app, is_loopback, parse_auth
-from ui.service import Service, UploadsDisabled
-from ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
+from qa.ui import render
+from qa.ui.app import serve_paths, create_app, is_loopback, parse_auth
+from qa.ui.service import Service, UploadsDisabled
+from qa.ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
 
 HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights"}
 
@@ -343,7 +343,7 @@ def test_serve_says_when_the_port_is_taken(
 def test_an_index_given_alone_keeps_its_own_corpus(article_index_path: Path) -> None:
     corpus, index = article_index_path.parent / "corpus", article_index_path
     args = cli.build_parser().parse_args(["serve", "-i", str(index)])
-    assert _paths(args) == (index, corpus.resolve())
+    assert serve_paths(args) == (index, corpus.resolve())
 
 
 def test_qa_serve_starts_with_auth(writable_article: tuple[Path, Path], tmp_path: Path) -> None:

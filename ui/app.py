@@ -14,15 +14,15 @@ from typing import Any
 import gradio as gr
 from gradio.exceptions import ServerFailedToStartError
 
-from qa.api import default_corpus, default_index, open_index
+from qa.api import bundled_corpus, default_corpus, default_index, in_checkout, open_index
 from qa.documents import SUFFIXES
 from qa.errors import IncompatibleIndex, IndexBusy, IndexNotFound, QAError
 from qa.index import Index
 from qa.manifest import read_manifest
 from qa.retrieval import MODES
-from ui import render
-from ui.service import Service, UploadReport, UploadsDisabled
-from ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited
+from . import render
+from .service import Service, UploadReport, UploadsDisabled
+from .uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited
 
 EXAMPLES = [
     "Which treaty has Pakistan not joined?",
@@ -78,8 +78,9 @@ def create_app(
         Each has rank, score, id, doc_id, title, section, start, end, text and highlights (offsets
         into text of the sentence that answers best). mode is hybrid, dense or lexical.
         """
-        if isinstance(k, float) and k.is_integer():  # JSON clients may send 3.0
-            k = int(k)
+        sent: object = k  # JSON clients may send 3.0 for 3
+        if isinstance(sent, float) and sent.is_integer():
+            k = int(sent)
         try:
             hits = service.search(question, k, mode)
         except ValueError as error:
@@ -265,7 +266,7 @@ def parse_auth(text: str) -> tuple[str, str]:
     return user, password
 
 
-def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+def serve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     """The index folder and corpus to serve; an index given without a corpus keeps the corpus it was built from."""
     index_path = Path(args.index) if args.index else default_index()
     if args.corpus:
@@ -302,7 +303,14 @@ def serve(args: argparse.Namespace) -> int:
             "require a login",
             file=sys.stderr,
         )
-    index_path, corpus = _paths(args)
+    index_path, corpus = serve_paths(args)
+    if args.allow_uploads and not in_checkout() and corpus.resolve() == bundled_corpus().resolve():
+        print(
+            "qa: error: refusing to start: --allow-uploads would write uploads into the bundled article's folder, "
+            "which belongs to the installed package. Give --corpus FOLDER, a folder of your documents",
+            file=sys.stderr,
+        )
+        return 1
     print(f"qa: loading the index at {index_path} (building it from {corpus} if missing or stale)", file=sys.stderr)
     index = open_index(index_path, corpus, progress=True)
     index.search(WARM_UP_QUESTION, k=1)  # loads the model now, so the first question is answered at once

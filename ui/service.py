@@ -20,8 +20,8 @@ from qa.errors import IndexBusy, QAError
 from qa.index import Index
 from qa.passage import Hit
 from qa.storage import generation
-from ui.render import IndexStatus
-from ui.uploads import UploadRejected, store_upload
+from .render import IndexStatus
+from .uploads import UploadRejected, store_upload
 
 logger = logging.getLogger(__name__)
 
