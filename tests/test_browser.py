@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from qa.index import Index
+from qa.ui.app import create_app
 from tests.conftest import require
 from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, serving
-from qa.ui.app import create_app
 
 pytestmark = pytest.mark.browser
 

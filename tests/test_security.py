@@ -27,8 +27,8 @@ import qa
 from qa import cli
 from qa.errors import IncompatibleIndex
 from qa.index_files import file_record
-from tests.conftest_ui import REPO, serving
 from qa.ui.uploads import UploadRejected, store_upload
+from tests.conftest_ui import REPO, serving
 
 SOURCES = sorted([*(REPO / "qa").rglob("*.py"), *(REPO / "ui").rglob("*.py"), REPO / "bench" / "load.py"])
 

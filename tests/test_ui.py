@@ -21,11 +21,11 @@ from gradio_client.exceptions import AppError
 
 from qa import cli
 from qa.index import Index
-from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, free_port, serving
 from qa.ui import render
-from qa.ui.app import serve_paths, create_app, is_loopback, parse_auth
+from qa.ui.app import create_app, is_loopback, parse_auth, serve_paths
 from qa.ui.service import Service, UploadsDisabled
 from qa.ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
+from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, free_port, serving
 
 HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights"}
 

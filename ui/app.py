@@ -20,6 +20,7 @@ from qa.errors import IncompatibleIndex, IndexBusy, IndexNotFound, QAError
 from qa.index import Index
 from qa.manifest import read_manifest
 from qa.retrieval import MODES
+
 from . import render
 from .service import Service, UploadReport, UploadsDisabled
 from .uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited

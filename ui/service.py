@@ -20,6 +20,7 @@ from qa.errors import IndexBusy, QAError
 from qa.index import Index
 from qa.passage import Hit
 from qa.storage import generation
+
 from .render import IndexStatus
 from .uploads import UploadRejected, store_upload
 
