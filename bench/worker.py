@@ -108,6 +108,7 @@ class StubEncoder:
     def __init__(self, encoder: Any) -> None:
         self.inner = encoder
         self.name = encoder.name
+        self.runtime = encoder.runtime
 
     @property
     def dim(self) -> int:

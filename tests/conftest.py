@@ -86,6 +86,7 @@ class RecordingEncoder:
     def __init__(self, encoder: Encoder) -> None:
         self.inner = encoder
         self.name = encoder.name
+        self.runtime = encoder.runtime
         self.texts: list[str] = []
 
     @property

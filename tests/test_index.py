@@ -221,7 +221,7 @@ def test_unknown_manifest_version_and_missing_fields_are_reported(article_index_
     manifest = json.loads((path / "manifest.json").read_text())
     (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(
-        IncompatibleIndex, match=re.escape("has index format 99; this qa reads formats 1 and 2. Rebuild it")
+        IncompatibleIndex, match=re.escape("has index format 99; this qa reads formats 1, 2 and 3. Rebuild it")
     ):
         qa.Index.load(path)
     del manifest["dim"], manifest["files"]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: list[set[str]] = [
     {"errors", "version", "passage", "rows", "splitting", "dense"},
-    {"storage", "documents", "embedding", "lexical"},
+    {"storage", "documents", "embedding", "onnx_export", "lexical"},
     {"milvus", "vectorstore"},
     {"manifest"},
     {"contents"},
