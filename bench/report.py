@@ -106,6 +106,8 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{peak / GIB_MIB:.2f} GiB ({peak:,.0f} MiB, measured)",
                 peak < 2 * GIB_MIB,
             )
+    if runtimes := sections.get("runtimes"):
+        _runtime_targets(runtimes, add)
     if incremental := sections.get("incremental"):
         for update in incremental["updates"]:
             add(
@@ -115,6 +117,48 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 update["ratio"] <= 2.0,
             )
     return found
+
+
+def _runtime_targets(section: dict[str, Any], add: Any) -> None:
+    """The issue's targets for the default runtime (``qa.embedding.DEFAULT_RUNTIME``), measured in one run."""
+    from bench.runtimes import MAX_HIT1_LOSS, MAX_NDCG_LOSS
+    from qa.embedding import DEFAULT_RUNTIME
+
+    row = section["variants"][DEFAULT_RUNTIME]
+    add(
+        f"build rate on the default runtime ({DEFAULT_RUNTIME}) vs bare PyTorch encode of the same texts",
+        "≥ 1.5×",
+        f"{row['build_vs_bare_torch']:.2f}× ({row['build_passages_per_s']:.1f} vs "
+        f"{section['bare_torch_passages_per_s']:.1f} passages/s)",
+        row["build_vs_bare_torch"] >= 1.5,
+    )
+    add(
+        f"warm hybrid query p50 on {DEFAULT_RUNTIME} vs the PyTorch floor",
+        "≤ 0.4×",
+        f"{row['hybrid_vs_floor']:.2f}× ({row['hybrid_p50_ms']:.1f} ms vs {section['floor_p50_ms']:.1f} ms)",
+        row["hybrid_vs_floor"] <= 0.4,
+    )
+    cold = section["cold_start"]
+    ratio = cold[DEFAULT_RUNTIME]["median_s"] / cold["torch"]["median_s"]
+    add(
+        f"cold `qa ask` on {DEFAULT_RUNTIME} vs on torch (today's)",
+        "≤ 0.6×",
+        f"{ratio:.2f}× ({cold[DEFAULT_RUNTIME]['median_s']:.2f} s vs {cold['torch']['median_s']:.2f} s)",
+        ratio <= 0.6,
+    )
+    quality, base = section["quality"].get(DEFAULT_RUNTIME, {}), section["quality"].get("torch", {})
+    for key, bound in (
+        ("per-article hybrid hit@1", MAX_HIT1_LOSS),
+        ("pooled hybrid hit@1", MAX_HIT1_LOSS),
+        ("scifact test hybrid nDCG@10", MAX_NDCG_LOSS),
+    ):
+        if key in quality and key in base:
+            add(
+                f"{key} on {DEFAULT_RUNTIME} vs torch",
+                f"loss ≤ {bound}",
+                f"{quality[key]:.3f} vs {base[key]:.3f}",
+                base[key] - quality[key] <= bound + 1e-9,
+            )
 
 
 def build_peak_mib(build: dict[str, Any]) -> float:
@@ -515,7 +559,14 @@ def _incremental(section: dict[str, Any]) -> list[str]:
     ]
 
 
+def _runtimes(section: dict[str, Any]) -> list[str]:
+    from bench.runtimes import markdown as runtimes_markdown
+
+    return runtimes_markdown(section)
+
+
 RENDER = {
+    "runtimes": _runtimes,
     "latency": _latency,
     "build": _build,
     "cold-start": _cold,

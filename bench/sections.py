@@ -518,6 +518,13 @@ def _keeps_word_counts(path: Path) -> bool:
     return all((path / LEXICAL / f"{name}.npy").exists() for name in TERM_COUNT_FILES)
 
 
+def runtimes(ctx: Context) -> dict[str, Any]:
+    """Each encoder runtime's build rate, query latency and cold start, with its quality (``bench.runtimes``)."""
+    from bench.runtimes import runtimes as measure
+
+    return measure(ctx)
+
+
 SECTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "build": build,
     "latency": latency,
@@ -525,6 +532,7 @@ SECTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "index-types": index_types,
     "scaling": scaling,
     "incremental": incremental,
+    "runtimes": runtimes,
 }
 
 

@@ -432,6 +432,10 @@ def main(argv: list[str]) -> int:
         from bench import ann
 
         result = ann.TASKS[task](params)
+    elif task.startswith("runtime-"):
+        from bench import runtimes
+
+        result = runtimes.TASKS[task](params)
     else:
         result = TASKS[task](params)
     result_file.write_text(json.dumps(result, indent=1))

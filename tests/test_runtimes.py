@@ -10,14 +10,17 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import qa
 from qa.api import refresh
-from qa.embedding import HASHING_MODEL, RUNTIMES, load_encoder
+from qa.embedding import HASHING_MODEL, RUNTIMES, QueryBatcher, load_encoder
 from qa.onnx_export import EXPORT_FILE, ONNX_FILE, ExportFailed, cache_root, export_folder, read_export
 from tests.conftest import CORPUS, ROOT
 
@@ -252,3 +255,93 @@ def test_a_model_onnx_cannot_run_is_refused_when_asked_for(tmp_path: Path) -> No
     asked = run_python(f"from qa.embedding import load_encoder; load_encoder({str(model)!r}, runtime='onnx').dim", env)
     assert asked.returncode != 0
     assert "the ONNX runtimes run a transformer, pooling and normalisation; this model has" in asked.stderr
+
+
+# ------------------------------------------------------------------------------------- micro-batching
+
+
+def _ask_at_once(ask: Any, questions: list[str]) -> dict[str, Any]:
+    """Each question asked by its own thread, all released together."""
+    barrier = threading.Barrier(len(questions))
+    found: dict[str, Any] = {}
+
+    def one(question: str) -> None:
+        barrier.wait()
+        found[question] = ask(question)
+
+    threads = [threading.Thread(target=one, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return found
+
+
+SQUAD_LIKE = [
+    *QUESTIONS,
+    "Who raised concerns about the risks of nuclear proliferation?",
+    "Was Pakistan a signatory to the NPT?",
+    "What did the leaders discuss in private?",
+    "Which country did Pakistan's program respond to?",
+    "When did the dialogue take place?",
+    "What do experts recommend?",
+    "What makes the danger worse today?",
+    "How were relations between Washington and Moscow?",
+    "What does Russia want in South Asia?",
+    "Why has the U.S. supported Pakistan?",
+    "Which attacks happened shortly before?",
+    "What are non-state actors feared to do?",
+]
+
+
+@pytest.mark.parametrize("runtime", ONNX_RUNTIMES)
+def test_questions_asked_at_once_are_embedded_together_each_as_if_alone(runtime: str) -> None:
+    alone = load_encoder(runtime=runtime, query_cache_size=0)
+    expected = {q: alone.encode([q])[0] for q in SQUAD_LIKE}
+    encoder = load_encoder(runtime=runtime, query_cache_size=0)  # a batcher of its own, nothing cached
+    found = _ask_at_once(encoder.encode_query, SQUAD_LIKE)
+    for question in SQUAD_LIKE:
+        np.testing.assert_array_equal(found[question], expected[question])
+    assert encoder.batcher.questions == len(SQUAD_LIKE)
+    assert encoder.batcher.batches < len(SQUAD_LIKE)  # questions did wait and go in together
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_searches_at_once_answer_as_searches_one_by_one(built: dict[str, Path], runtime: str) -> None:
+    one_by_one = qa.Index.load(built[runtime], encoder=load_encoder(runtime=runtime, query_cache_size=0))
+    expected = {q: [(h.passage.id, h.highlights, h.score) for h in one_by_one.search(q, 3)] for q in SQUAD_LIKE}
+    at_once = qa.Index.load(built[runtime], encoder=load_encoder(runtime=runtime, query_cache_size=0))
+    found = _ask_at_once(lambda q: [(h.passage.id, h.highlights, h.score) for h in at_once.search(q, 3)], SQUAD_LIKE)
+    assert at_once.encoder.batcher.batches < len(SQUAD_LIKE)
+    for question in SQUAD_LIKE:
+        assert [h[:2] for h in found[question]] == [h[:2] for h in expected[question]], question
+        scores = np.array([h[2] for h in found[question]]), np.array([h[2] for h in expected[question]])
+        if runtime == "torch":  # a padded batch moves a vector by float rounding only
+            np.testing.assert_allclose(*scores, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(*scores)
+
+
+def test_a_failing_batch_fails_each_of_its_questions() -> None:
+    calls: list[list[str]] = []
+
+    def encode(questions: list[str]) -> np.ndarray:
+        calls.append(questions)
+        time.sleep(0.05)  # long enough for the others to queue behind the first
+        if any("bad" in q for q in questions):
+            raise RuntimeError("the model failed")
+        return np.ones((len(questions), 4), dtype=np.float32)
+
+    batcher = QueryBatcher(encode)
+    questions = ["first", *(f"bad {i}" for i in range(8))]
+
+    def ask(question: str) -> Any:
+        try:
+            return batcher.vector(question)
+        except RuntimeError as error:
+            return str(error)
+
+    found = _ask_at_once(ask, questions)
+    assert sum(isinstance(v, str) for v in found.values()) >= 8 and len(calls) < len(questions)
+    assert all(v == "the model failed" for q, v in found.items() if q.startswith("bad"))
+    assert batcher.vector("later") is not None  # the batcher goes on after a failure
