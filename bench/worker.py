@@ -383,7 +383,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     stages: dict[str, float] = {}
     for _ in range(params["repeats"]):
         started = time.perf_counter()
-        new = Index.build(documents, previous=old, progress=False)
+        new = Index.build(documents, previous=old, encoder=old.encoder, progress=False)
         stages = {
             "build (total)": time.perf_counter() - started,
             **(new.build_report.stage_seconds if new.build_report else {}),

@@ -258,7 +258,7 @@ def _export(name: str, source: Path, runtime: str, folder: Path, check: Callable
     try:
         import onnxruntime  # noqa: F401 - fail before the slow part when it is missing
     except ImportError as error:
-        raise ExportFailed(f"the ONNX runtimes need onnxruntime: pip install 'qa[onnx]' ({error})") from error
+        raise ExportFailed(f"the ONNX runtimes need onnxruntime and onnx, which qa installs ({error})") from error
     from qa.embedding import SentenceTransformerEncoder
 
     max_tokens = SentenceTransformerEncoder(name).max_tokens

