@@ -104,6 +104,16 @@ def _new_document(paragraphs: int) -> str:
 # ----------------------------------------------------------------------------------------- server
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far, all its threads: ``/proc`` for another
+    process, ``os.times`` for this one. Unlike wall time, it says what a search costs on a busy machine."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,6 +128,10 @@ def child_env() -> dict[str, str]:
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
+
+
+SERVER_PIDS: dict[str, int] = {}
+"""The process of each server ``qa_serve`` started, by URL: its CPU time is read around the load."""
 
 
 @contextlib.contextmanager
@@ -150,6 +164,7 @@ def qa_serve(
             if time.perf_counter() - started > timeout:
                 raise RuntimeError(f"qa serve did not answer within {timeout:.0f} s: {log.read_text(errors='replace')}")
             time.sleep(0.25)
+        SERVER_PIDS[url] = server.pid
         yield url, time.perf_counter() - started
     finally:
         server.terminate()
@@ -399,6 +414,8 @@ def run_load(
     except threading.BrokenBarrierError:
         shared.stop.set()
     started = time.perf_counter()
+    server_pid = SERVER_PIDS.get(url)
+    cpu_before = (cpu_seconds(server_pid) if server_pid else None, cpu_seconds())
     log(f"{clients} clients searching{' with a rebuild after a quarter of the searches' if rebuild else ''}")
     rebuilder = threading.Thread(target=_rebuild, args=(url, corpus, shared, paragraphs, outcome), daemon=True)
     if rebuild:
@@ -409,6 +426,7 @@ def run_load(
     if rebuild:
         rebuilder.join(timeout=60)
     ended = time.perf_counter()
+    cpu_after = (cpu_seconds(server_pid) if server_pid else None, cpu_seconds())
 
     errors = list(shared.errors)
     if any(thread.is_alive() for thread in threads):
@@ -462,7 +480,14 @@ def run_load(
         "questions": len(questions),
         "repeated_questions": max(0, len(shared.searches) - len(questions)),
         "client": kind,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
+    if cpu_before[0] is not None and cpu_after[0] is not None and answered:
+        server_ms = 1000 * (cpu_after[0] - cpu_before[0]) / len(shared.searches)
+        client_ms = 1000 * (cpu_after[1] - cpu_before[1]) / len(shared.searches)
+        result["cpu_ms_per_search"] = {"server": round(server_ms, 2), "clients": round(client_ms, 2)}
+        # What 2 cores could serve if nothing else ran: the server's and the clients' CPU per search.
+        result["searches_per_s_on_2_free_cores"] = round(2000 / (server_ms + client_ms), 1)
     if rebuild:
         result["rebuild"] = {
             "seconds": round(finished - begun, 2) if finished < float("inf") else None,
@@ -612,6 +637,14 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"| {result['searches']:,} | {len(result['errors'])} | {result['seconds']} | {result['throughput_per_s']} | "
         f"{latency.get('p50')} | {latency.get('p95')} | {latency.get('p99')} | {latency.get('max')} |",
     ]
+    if cpu := result.get("cpu_ms_per_search"):
+        lines += [
+            "",
+            f"CPU time per search: the server {cpu['server']} ms, the client threads {cpu['clients']} ms (all "
+            f"threads, user + system); so two cores doing nothing else would serve about "
+            f"{result['searches_per_s_on_2_free_cores']} searches/s. Load average after the run "
+            f"{result.get('load_average_after')}.",
+        ]
     rebuild = result.get("rebuild")
     if rebuild:
         during = rebuild["latency_during_rebuild_ms"]
