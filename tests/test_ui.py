@@ -27,6 +27,8 @@ from qa.ui.service import Service, UploadsDisabled
 from qa.ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
 from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, free_port, serving
 
+FRESH = '<span class="qa-fresh">fresh</span>'
+STALE = '<span class="qa-stale">stale</span>'
 HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights"}
 
 
@@ -196,10 +198,13 @@ def test_index_status_says_when_the_corpus_changed(writable_article: tuple[Path,
     corpus, index = writable_article
     service = Service(index, corpus, Index.load(index))
     shown = render.index_html(service.status())
-    assert "fresh" in shown and "Putin and Bush on Pakistan" in shown and "all-MiniLM-L6-v2" in shown
+    # The state's own element: the word "fresh" is also in "restart qa serve to refresh it".
+    assert FRESH in shown and STALE not in shown
+    assert "Putin and Bush on Pakistan" in shown and "all-MiniLM-L6-v2" in shown
     (corpus / "more.md").write_text("# More\n\nAnother document.\n", encoding="utf-8")
     shown = render.index_html(service.status())
-    assert "stale" in shown and "restart qa serve" in shown  # uploads are off: no Rebuild button to press
+    assert STALE in shown and FRESH not in shown
+    assert "restart qa serve" in shown  # uploads are off: no Rebuild button to press
 
 
 def test_failed_rebuild_keeps_the_old_index_serving(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
@@ -226,7 +231,7 @@ def test_failed_rebuild_keeps_the_old_index_serving(writable_article: tuple[Path
         )
         status, info = api.predict(api_name="/rebuild")
         assert "Rebuilt: 2 documents" in status
-        assert "fresh" in info and "The last rebuild failed" not in info
+        assert FRESH in info and STALE not in info and "The last rebuild failed" not in info
         assert api.predict("Why do zebras have stripes?", 1, api_name="/search")[0]["doc_id"] == "zebras.md"
 
 
