@@ -140,7 +140,9 @@ def test_index_tab_describes_the_index(page: Any, article_url: str) -> None:
     page.goto(article_url)
     page.get_by_role("tab", name="Index").click()
     info = page.locator("#index-info")
-    info.get_by_text("fresh").wait_for()
+    # The state's own element, not the text "fresh", which "restart qa serve to refresh it" also holds.
+    info.locator(".qa-fresh").wait_for()
+    assert info.locator(".qa-fresh").inner_text() == "fresh" and info.locator(".qa-stale").count() == 0
     text = info.inner_text()
     assert "Putin and Bush on Pakistan’s Nuclear Proliferation" in text and "all-MiniLM-L6-v2" in text
     assert page.locator("#rebuild").is_disabled() and page.locator("#upload").is_disabled()
