@@ -18,6 +18,7 @@ from qa.index import Index
 from qa.ui.app import create_app
 from tests.conftest import require
 from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, serving
+from qa.ui.render import OFFSETS_TITLE
 
 pytestmark = pytest.mark.browser
 
@@ -113,7 +114,8 @@ def test_ask_shows_cards_with_the_answer_marked(
     assert first.locator("mark").all_inner_texts() == [expected.text[s:e] for s, e in expected.highlights]
     assert NPT_SECTION in first.locator(".qa-where").inner_text()
     footer = first.locator("footer").inner_text()
-    assert "putin-bush-pakistan-nuclear.md" in footer and "characters" in footer
+    assert footer == f"putin-bush-pakistan-nuclear.md · characters {expected.start}–{expected.end} of its text as read"
+    assert first.locator("footer .qa-offsets").get_attribute("title") == OFFSETS_TITLE
     assert first.locator(".qa-score").inner_text().strip() == f"{expected.score:.3f}"
     assert first.locator(".qa-bar > span").get_attribute("style") == "width: 100%"
     # A temporary file unless asked for: a test run must not rewrite the tracked docs image.

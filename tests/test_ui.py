@@ -394,6 +394,15 @@ def test_render_escapes_document_text() -> None:
     assert "&amp;" in shown
 
 
+def test_result_card_says_what_its_offsets_index(article_index: Index) -> None:
+    hit = article_index.search(QUESTION, 1)[0]
+    card = render.hit_card(hit, 1.0)
+    footer = card[card.index("<footer>") :]
+    assert f"characters {hit.start}–{hit.end} of its text as read" in footer
+    assert f'title="{render.text_html(render.OFFSETS_TITLE)}"' in footer
+    assert "not into the file&#x27;s bytes" in footer  # the attribute is escaped like any text
+
+
 def test_render_marks_overlapping_highlights_once() -> None:
     assert render.passage_html("abcdef", [(1, 3), (2, 5)]) == "a<mark>bc</mark><mark>de</mark>f"
     assert render.passage_html("abc", [(5, 9)]) == "abc"
