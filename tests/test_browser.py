@@ -16,9 +16,9 @@ import pytest
 
 from qa.index import Index
 from qa.ui.app import create_app
-from tests.conftest import require
-from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, serving
 from qa.ui.render import OFFSETS_TITLE
+from tests.conftest import require
+from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, qa_serve, serving
 
 pytestmark = pytest.mark.browser
 
@@ -144,7 +144,7 @@ def test_clicking_an_example_answers_it(page: Any, article_url: str) -> None:
     assert page.locator("#results .qa-card mark").count() >= 1
 
 
-def test_index_tab_describes_the_index(page: Any, article_url: str) -> None:
+def test_index_tab_describes_the_index(page: Any, article_url: str, article_index_path: Path) -> None:
     page.goto(article_url)
     page.get_by_role("tab", name="Index").click()
     info = page.locator("#index-info")
@@ -153,8 +153,25 @@ def test_index_tab_describes_the_index(page: Any, article_url: str) -> None:
     assert info.locator(".qa-fresh").inner_text() == "fresh" and info.locator(".qa-stale").count() == 0
     text = info.inner_text()
     assert "Putin and Bush on Pakistan’s Nuclear Proliferation" in text and "all-MiniLM-L6-v2" in text
+    assert str(article_index_path.parent / "corpus") in text  # on loopback the page shows the full paths
     assert page.locator("#rebuild").is_disabled() and page.locator("#upload").is_disabled()
     assert "--allow-uploads" in page.get_by_text("Uploading and rebuilding are").inner_text()
+
+
+def test_index_tab_on_a_public_address_shows_no_path_of_the_machine(
+    page: Any, writable_article: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The real ``qa serve --host 0.0.0.0``: the Index tab names the folders, never the server's paths."""
+    corpus, index = writable_article
+    with qa_serve(index, corpus, tmp_path / "serve.log", "--host", "0.0.0.0") as url:
+        page.goto(url)
+        page.get_by_role("tab", name="Index").click()
+        info = page.locator("#index-info")
+        info.locator(".qa-fresh").wait_for()
+        summary = info.locator("table").first.locator("tr").all()
+        rows = {row.locator("th").inner_text(): row.locator("td").inner_text() for row in summary}
+        assert (rows["Index folder"], rows["Corpus folder"]) == ("index", "corpus")
+        assert str(tmp_path) not in page.content()
 
 
 def test_document_markup_is_shown_as_text(page: Any, xss_url: str) -> None:

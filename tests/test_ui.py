@@ -5,7 +5,6 @@ Real model, real index of the bundled article, built in a temporary folder; one 
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -20,12 +19,13 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from qa import cli
+from qa.errors import QAError
 from qa.index import Index
 from qa.ui import render
 from qa.ui.app import create_app, is_loopback, parse_auth, serve_paths
 from qa.ui.service import Service, UploadsDisabled
 from qa.ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
-from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, free_port, serving
+from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, qa_serve, serving
 
 FRESH = '<span class="qa-fresh">fresh</span>'
 STALE = '<span class="qa-stale">stale</span>'
@@ -207,6 +207,39 @@ def test_index_status_says_when_the_corpus_changed(writable_article: tuple[Path,
     assert "restart qa serve" in shown  # uploads are off: no Rebuild button to press
 
 
+def test_a_public_index_tab_names_folders_without_the_machines_paths(writable_article: tuple[Path, Path]) -> None:
+    corpus, index = writable_article  # <tmp>/corpus and <tmp>/index
+    machine = str(corpus.resolve().parent)
+    local = render.index_html(Service(index, corpus, Index.load(index)).status())
+    assert str(corpus) in local and str(index) in local  # on loopback the full paths help, and are shown
+
+    service = Service(index, corpus, Index.load(index), allow_uploads=True, public=True)
+    status = service.status()
+    assert (status.index_path, status.corpus) == ("index", "corpus")
+    (corpus / "more.md").write_text("# More\n\nAnother document.\n", encoding="utf-8")
+    stale = service.status().stale_reason
+    assert stale == "the documents in corpus have changed since it was built"
+    # A failed rebuild's error names the corpus folder too: relative to the folder that holds it.
+    for document in corpus.iterdir():
+        document.unlink()
+    with pytest.raises(QAError):
+        service.rebuild()
+    assert service.last_error is not None and machine in service.last_error  # the server's own record
+    shown = render.index_html(service.status())
+    assert "The last rebuild failed: &#x27;corpus&#x27; has no readable documents" in shown
+    assert machine not in shown and str(corpus.parent.parent) not in shown
+
+
+def test_a_public_server_names_folders_in_a_rebuild_error(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
+    corpus, index = writable_article
+    article = corpus / "putin-bush-pakistan-nuclear.md"
+    with serving(create_app(index, corpus, allow_uploads=True, public=True)) as url:
+        article.rename(tmp_path / article.name)  # an empty corpus: the build fails, naming the folder
+        status, info = client(url).predict(api_name="/rebuild")
+    assert "Rebuild failed: &#x27;corpus&#x27; has no readable documents" in status
+    assert str(tmp_path) not in status + info
+
+
 def test_failed_rebuild_keeps_the_old_index_serving(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
     corpus, index = writable_article
     manifest = (index / "manifest.json").read_bytes()
@@ -354,33 +387,10 @@ def test_an_index_given_alone_keeps_its_own_corpus(article_index_path: Path) -> 
 def test_qa_serve_starts_with_auth(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
     """The real command: loads the index and the model, warms up, binds 127.0.0.1 and asks for a login."""
     corpus, index = writable_article
-    log = tmp_path / "serve.log"
-    port = free_port()
-    env = {**os.environ, "QA_AUTH": "ann:secret", "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "qa", "serve", "-i", str(index), "--corpus", str(corpus), "--port", str(port)]
-    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, f"qa serve exited: {log.read_text(errors='replace')}"
-            try:
-                httpx.get(url, timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "qa serve did not start within 120 s"
-                time.sleep(0.5)
+    with qa_serve(index, corpus, tmp_path / "serve.log", env={"QA_AUTH": "ann:secret"}) as url:
         assert httpx.get(f"{url}config", timeout=10).status_code == 401  # no login, no app
         hits = client(url, auth=("ann", "secret")).predict(QUESTION, 3, api_name="/search")
         assert any(NPT in hit["text"] for hit in hits)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 # -------------------------------------------------------------------------------------- render

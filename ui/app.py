@@ -48,6 +48,7 @@ def create_app(
     *,
     allow_uploads: bool = False,
     index: Index | None = None,
+    public: bool = False,
 ) -> gr.Blocks:
     """Build the app for the index at ``index_path`` of the documents in ``corpus``.
 
@@ -56,6 +57,8 @@ def create_app(
         corpus: The documents' folder (default ``$QA_CORPUS`` or ``corpus/``).
         allow_uploads: Enable uploading documents and rebuilding the index from the page.
         index: The index already loaded from ``index_path``; loaded (built when missing or stale) if not given.
+        public: It will listen on an address other than loopback: the page shows folder names, not the
+            machine's paths (``qa serve`` sets it from ``--host``).
 
     Launch the result with :func:`launch`.
     """
@@ -63,7 +66,7 @@ def create_app(
     corpus = Path(corpus) if corpus is not None else default_corpus()
     if index is None:
         index = open_index(index_path, corpus)
-    service = Service(index_path, corpus, index, allow_uploads=allow_uploads)
+    service = Service(index_path, corpus, index, allow_uploads=allow_uploads, public=public)
 
     def ask(question: str, k: float, mode: str) -> str:
         """Result cards for the page; a friendly message instead of an error for a bad question."""
@@ -98,7 +101,7 @@ def create_app(
         except UploadsDisabled as error:
             raise gr.Error(_first_upper(str(error)), print_exception=False) from None
         except (QAError, ValueError, OSError) as error:
-            text = f"Rebuild failed: {error}. The previous index is still serving."
+            text = f"Rebuild failed: {service.for_visitors(str(error))}. The previous index is still serving."
             return render.message(text, "error"), show_index()
         text = f"Rebuilt: {len(new.documents)} documents, {len(new):,} passages. Searches now use the new index."
         return render.message(text, "ok"), show_index()
@@ -126,6 +129,8 @@ def create_app(
         except IndexBusy as error:
             return render.message(_first_upper(str(error)), "error"), show_index(), None
         report.rejected[:0] = unreadable
+        if report.rebuild_error is not None:
+            report.rebuild_error = service.for_visitors(report.rebuild_error)
         return _upload_message(report), show_index(), None
 
     with gr.Blocks(title="qa: ask the documents", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
@@ -315,7 +320,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"qa: loading the index at {index_path} (building it from {corpus} if missing or stale)", file=sys.stderr)
     index = open_index(index_path, corpus, progress=True)
     index.search(WARM_UP_QUESTION, k=1)  # loads the model now, so the first question is answered at once
-    demo = create_app(index_path, corpus, allow_uploads=args.allow_uploads, index=index)
+    demo = create_app(index_path, corpus, allow_uploads=args.allow_uploads, index=index, public=not is_loopback(host))
     try:
         launch(demo, host=host, port=args.port, auth=auth, block=True)
     except (OSError, ServerFailedToStartError):
