@@ -32,11 +32,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(demo: Any) -> Iterator[str]:
-    """Serve a ``create_app`` result on a free loopback port; yield its URL; stop it after."""
+def serving(demo: Any, **options: Any) -> Iterator[str]:
+    """Serve a ``create_app`` result on a free loopback port (``launch`` takes ``options``); yield its URL; stop it."""
     from qa.ui.app import launch
 
-    url = launch(demo, host="127.0.0.1", port=free_port())
+    url = launch(demo, host="127.0.0.1", port=free_port(), **options)
     try:
         yield url
     finally:

@@ -174,6 +174,25 @@ def test_index_tab_on_a_public_address_shows_no_path_of_the_machine(
         assert str(tmp_path) not in page.content()
 
 
+def test_a_document_added_from_the_page_passes_the_upload_route_guard(
+    page: Any, writable_article: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The browser's own upload (what the guard of Gradio's upload route must let through when uploads are on)."""
+    corpus, index = writable_article
+    document = tmp_path / "giraffes.md"
+    document.write_text("# Giraffes\n\nGiraffes sleep less than two hours a day, standing up.\n", encoding="utf-8")
+    demo = create_app(index, corpus, allow_uploads=True)
+    with serving(demo) as url:
+        page.goto(url)
+        page.get_by_role("tab", name="Index").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(document))
+        page.locator("#upload-files").get_by_text("giraffes.md").wait_for()  # uploaded to the server
+        page.locator("#upload").click()
+        page.locator("#index-status").get_by_text("Added giraffes.md").wait_for(timeout=120_000)
+        assert (corpus / "giraffes.md").read_bytes() == document.read_bytes()
+        assert demo.upload_file_set and not any(Path(path).exists() for path in demo.upload_file_set)
+
+
 def test_document_markup_is_shown_as_text(page: Any, xss_url: str) -> None:
     results = ask(page, xss_url, "What about zebra stripes, the script, the image and the link?", mode="lexical")
     results.locator(".qa-card").first.wait_for()

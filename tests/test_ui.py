@@ -5,6 +5,7 @@ Real model, real index of the bundled article, built in a temporary folder; one 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -89,8 +90,13 @@ def test_uploads_and_rebuilds_refused_without_allow_uploads(read_only: tuple[str
     upload = tmp_path / "new.md"
     upload.write_text("# New\n\nA document that must not reach the corpus.\n", encoding="utf-8")
     api = client(url)
-    with pytest.raises(AppError, match="--allow-uploads"):
+    # The client sends the file to Gradio's upload route first, which refuses it before reading it...
+    with pytest.raises(httpx.HTTPStatusError) as refused:
         api.predict([handle_file(str(upload))], api_name="/upload")
+    assert refused.value.response.status_code == 403 and "--allow-uploads" in refused.value.response.text
+    # ...and the event refuses too, with no file given.
+    with pytest.raises(AppError, match="--allow-uploads"):
+        api.predict(None, api_name="/upload")
     with pytest.raises(AppError, match="--allow-uploads"):
         api.predict(api_name="/rebuild")
     assert sorted(p.name for p in corpus.iterdir()) == before
@@ -274,13 +280,17 @@ def test_upload_through_the_server(writable_article: tuple[Path, Path], tmp_path
     good.write_text("# Giraffes\n\nGiraffes sleep less than two hours a day, standing up.\n", encoding="utf-8")
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("Caf\xe9".encode("latin-1"))
-    with serving(create_app(index, corpus, allow_uploads=True)) as url:
+    demo = create_app(index, corpus, allow_uploads=True)
+    with serving(demo) as url:
         api = client(url)
         status, info, _ = api.predict([handle_file(str(good)), handle_file(str(bad))], api_name="/upload")
         assert "Added giraffe_notes.md" in status
         assert "latin1.txt is not UTF-8" in status
         assert "giraffe_notes.md" in info
         assert api.predict("How long do giraffes sleep?", 1, api_name="/search")[0]["doc_id"] == "giraffe_notes.md"
+        # The client sent both files through Gradio's upload route; once read, the app deleted its copies.
+        assert len(demo.upload_file_set) == 2
+        assert [path for path in demo.upload_file_set if os.path.exists(path)] == []
     assert sorted(p.name for p in corpus.iterdir()) == ["giraffe_notes.md", "putin-bush-pakistan-nuclear.md"]
 
 

@@ -5,14 +5,18 @@ run time to describe the endpoint, and needs them as real types.
 """
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.exceptions import ServerFailedToStartError
+from gradio.utils import get_upload_folder, is_in_or_equal
+from starlette.middleware import Middleware
 
 from qa.api import bundled_corpus, default_corpus, default_index, in_checkout, open_index
 from qa.documents import SUFFIXES
@@ -23,6 +27,7 @@ from qa.retrieval import MODES
 
 from . import render
 from .service import Service, UploadReport, UploadsDisabled
+from .upload_route import UploadLimits, UploadRouteGuard
 from .uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited
 
 EXAMPLES = [
@@ -36,6 +41,11 @@ WARM_UP_QUESTION = "Which treaty has Pakistan not joined?"
 MAX_PASSAGES = 20
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+UNUSED_UPLOAD_SECONDS = 3600
+"""An uploaded file not added to the corpus within this time is deleted (checked every tenth of it)."""
+
+_TAKES_UPLOADS: weakref.WeakKeyDictionary[gr.Blocks, bool] = weakref.WeakKeyDictionary()
+"""Whether each app create_app built takes uploads: launch guards Gradio's upload route by it."""
 
 
 def _first_upper(text: str) -> str:
@@ -122,6 +132,8 @@ def create_app(
                 unreadable.append(str(error))
             except OSError as error:
                 unreadable.append(f"{name}: cannot read the upload ({error.strerror}); upload it again")
+            finally:
+                _discard_upload(path)  # read (or refused): the corpus gets its own copy, this one is done
         try:
             report = service.add_documents(uploads, lambda fraction, desc: progress(fraction, desc=desc))
         except UploadsDisabled as error:
@@ -133,7 +145,9 @@ def create_app(
             report.rebuild_error = service.for_visitors(report.rebuild_error)
         return _upload_message(report), show_index(), None
 
-    with gr.Blocks(title="qa: ask the documents", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+    # Uploads not added are deleted after an hour, so that Gradio's upload route holds little for long.
+    cache = (UNUSED_UPLOAD_SECONDS // 10, UNUSED_UPLOAD_SECONDS)
+    with gr.Blocks(title="qa: ask the documents", analytics_enabled=False, delete_cache=cache) as demo:
         gr.Markdown("# Ask the documents\nAsk a question; get the passages that answer it, best first.")
         with gr.Tabs():
             with gr.Tab("Ask"):
@@ -206,7 +220,15 @@ def create_app(
         upload_button.click(
             upload, inputs=files, outputs=[status, info, files], api_name="upload", api_visibility="undocumented"
         )
+    _TAKES_UPLOADS[demo] = allow_uploads
     return demo
+
+
+def _discard_upload(path: str) -> None:
+    """Delete a file Gradio's upload route stored, once read; never a file outside Gradio's upload folder."""
+    if is_in_or_equal(path, get_upload_folder()):
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def _upload_message(report: UploadReport) -> str:
@@ -229,8 +251,15 @@ def launch(
     port: int = 7860,
     auth: tuple[str, str] | None = None,
     block: bool = False,
+    upload_limits: UploadLimits | None = None,
 ) -> str:
-    """Start serving ``demo`` and return its URL; with ``block`` wait until interrupted (Ctrl+C)."""
+    """Start serving ``demo`` and return its URL; with ``block`` wait until interrupted (Ctrl+C).
+
+    Gradio's own upload route is refused unless ``demo`` was built by ``create_app(allow_uploads=True)``;
+    then it holds at most ``upload_limits`` (default ``UploadLimits()``) of files not yet added.
+    """
+    allowed = _TAKES_UPLOADS.get(demo, False)
+    guard = Middleware(UploadRouteGuard, blocks=demo, allowed=allowed, limits=upload_limits)
     _, url, _ = demo.launch(
         server_name=host,
         server_port=port,
@@ -241,6 +270,7 @@ def launch(
         quiet=not block,
         show_error=False,  # no tracebacks in the browser; our handlers return readable messages
         max_file_size=MAX_UPLOAD_BYTES,
+        app_kwargs={"middleware": [guard]},
         ssr_mode=False,
         mcp_server=False,
         pwa=False,
