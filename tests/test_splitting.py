@@ -59,14 +59,20 @@ def test_sentences_handle_abbreviations_and_initials() -> None:
     ]
 
 
-def test_passage_sentences_cut_list_items_apart() -> None:
-    text = "Experts emphasize the need for:\n- One thing\n- Another thing\n\nA new paragraph. Its second sentence."
+def test_passage_sentences_cut_list_items_apart_but_keep_them_with_their_lead_in() -> None:
+    text = (
+        "Experts emphasize the need for:\n- One thing\n- Another thing\n\nA new paragraph. Its second sentence.\n"
+        "- A bullet with no lead-in.\n- Another. In two sentences.\n\nThey list:\n\n1. First\n2. Second\n\nThe end."
+    )
     assert [text[s:e] for s, e in passage_sentences(text)] == [
-        "Experts emphasize the need for:",
-        "- One thing",
-        "- Another thing",
+        "Experts emphasize the need for:\n- One thing\n- Another thing",
         "A new paragraph.",
         "Its second sentence.",
+        "- A bullet with no lead-in.",
+        "- Another.",
+        "In two sentences.",
+        "They list:\n\n1. First\n2. Second",
+        "The end.",
     ]
 
 
