@@ -7,11 +7,14 @@ start at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -325,6 +328,45 @@ def _apply_defaults(args: argparse.Namespace) -> None:
         args.batch_size = DEFAULT_BATCH_SIZE
 
 
+# What to do about the file-system errors a user can fix; any other gets the generic advice.
+_ACCESS = "check that you may read it and write in its folder, or choose another path"
+_OS_ERROR_ADVICE = {
+    errno.EACCES: _ACCESS,
+    errno.EPERM: _ACCESS,
+    errno.EROFS: "it is on a read-only file system: choose another path",
+    errno.ENOENT: "check that it exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "it is a folder where qa needs a file: move it away or choose another path",
+    errno.EEXIST: "it is a file where qa needs a folder: move it away or choose another path",
+    errno.ENOSPC: "the disk is full: free some space and try again",
+    errno.EDQUOT: "the disk quota is used up: free some space and try again",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a file-system error: the path it concerns, the system's reason, and what to do."""
+    reason = error.strerror or str(error)
+    advice = _OS_ERROR_ADVICE.get(error.errno or 0, "check the path and try again")
+    paths = [
+        os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else str(path)
+        for path in (error.filename, error.filename2)
+        if path is not None
+    ]
+    # A path is shown as it is unless it holds a line break or another control character.
+    shown = [path if path.isprintable() else repr(path) for path in paths]
+    where = f"{' -> '.join(shown)}: " if shown else ""
+    return f"{where}{reason}; {advice}"
+
+
+def _fail(message: str, *, verbose: bool) -> int:
+    """Report the error being handled: its traceback with ``-v``, then one line; the exit status is 1."""
+    if verbose:
+        traceback.print_exc()
+    print(f"qa: error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -337,10 +379,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(logging.INFO if args.verbose else logging.WARNING)
     _apply_defaults(args)
     try:
-        return int(args.handler(args))
-    except (QAError, ValueError) as error:
-        print(f"qa: error: {error}", file=sys.stderr)
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, so that a reader gone away is caught below rather than at exit
+        return code
+    except BrokenPipeError:
+        # Whoever read the results stopped early (qa ask ... | head): nothing to report. Python's advice: point
+        # stdout at /dev/null, or flushing it at exit fails again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (QAError, ValueError) as error:
+        return _fail(str(error), verbose=args.verbose)
+    except OSError as error:
+        return _fail(os_error_message(error), verbose=args.verbose)
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130

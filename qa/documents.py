@@ -163,7 +163,7 @@ def read_document(path: Path, doc_id: str) -> Document | None:
             return None
         raw = path.read_bytes()
     except OSError as error:
-        logger.warning("skipped %s: cannot read it (%s)", path, error.strerror or error)
+        logger.warning("skipped %s: cannot read it (%s); check that you may read it", path, error.strerror or error)
         return None
     if b"\x00" in raw:
         logger.warning("skipped %s: it is binary (contains NUL bytes), not text", path)
@@ -197,7 +197,12 @@ def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
     """
     root = folder.resolve()
     found: list[tuple[Path, str, bool]] = []  # (path, its real path, whether it is a link)
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    # os.walk passes over a folder it cannot list without a word unless told: say which, as for a file.
+    def unlistable(error: OSError) -> None:
+        logger.warning("skipped %s: cannot list it (%s); check that you may read it", error.filename, error.strerror)
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
         kept = []
         for name in sorted(dirnames):
             if name.startswith("."):

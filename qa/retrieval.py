@@ -1,40 +1,25 @@
-"""From a question to ranked passages: candidates from each index, fusion, and the answering sentence.
+"""From a question to ranked passages and the sentences that answer.
 
-A question's path is one way: ``search`` embeds it and takes its words once, ``rank_passages`` asks the
-vector store and BM25 for candidates and fuses their signals, ``highlight`` picks each hit's answering
-sentence. Each step is a function of the index's contents, so it can be measured and tuned on its own.
+A question's path is one way: ``search`` checks it, embeds it and takes its words once; the fusion
+(``qa.fusion``) ranks candidate passages; each hit's answering sentence is highlighted. Each step is a
+function of the index's contents, so it can be measured and tuned on its own.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 
 import numpy as np
 
 from qa.contents import IndexContents
 from qa.embedding import Encoder
+from qa.fusion import CANDIDATES, best_sentence, fused_candidates, sentence_scores, top_indices
 from qa.lexical import QueryTerms, lexical_text
 from qa.passage import Hit
 
 MODES = ("hybrid", "dense", "lexical")
-CANDIDATES = 100
-"""How many passages each index proposes before fusion; more than any k a person reads."""
-
 MAX_QUESTION_CHARS = 2_000
 """Longer questions are refused: the model reads about 1,000 characters, the rest would be dropped."""
-
-
-@dataclass(frozen=True)
-class FusionWeights:
-    """How much each signal counts in hybrid mode: the passage's and its best sentence's cosine, and BM25."""
-
-    passage: float = 1.0
-    sentence: float = 1.0
-    lexical: float = 1.0
-
-
-DEFAULT_WEIGHTS = FusionWeights()
 
 
 def check_question(question: object) -> str:
@@ -72,52 +57,6 @@ def check_mode(mode: object) -> str:
     return str(mode)
 
 
-def top_indices(scores: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the ``count`` highest scores, best first, ties broken by lower index."""
-    count = min(count, len(scores))
-    if count <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-scores, count - 1)[:count] if count < len(scores) else np.arange(len(scores))
-    order = np.lexsort((part, -scores[part]))
-    return part[order].astype(np.int64)
-
-
-def _standardized(values: np.ndarray) -> np.ndarray:
-    spread = float(values.std())
-    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
-
-
-def fuse(
-    passage_scores: np.ndarray,
-    sentence_scores: np.ndarray,
-    lexical_scores: np.ndarray,
-    weights: FusionWeights = DEFAULT_WEIGHTS,
-) -> np.ndarray:
-    """Hybrid score of each candidate: a weighted sum of its signals, each standardised over the candidates.
-
-    Standardising (z-scores) puts cosine similarities and unbounded BM25 scores on one scale; it measured
-    a little better than min-max scaling and much better than raw scores on SQuAD (README).
-    """
-    return (
-        weights.passage * _standardized(passage_scores)
-        + weights.sentence * _standardized(sentence_scores)
-        + weights.lexical * _standardized(lexical_scores)
-    ).astype(np.float32)
-
-
-HIGHLIGHT_LEXICAL_WEIGHT = 2.0
-"""Sentence BM25 counts twice the sentence's embedding similarity: measured best on SQuAD (README)."""
-
-
-def best_sentence(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> int:
-    """Index of the sentence that answers best: meaning and shared words, each standardised within the passage."""
-    combined = _standardized(dense_scores) + HIGHLIGHT_LEXICAL_WEIGHT * _standardized(lexical_scores)
-    return int(np.argmax(combined))
-
-
-# ------------------------------------------------------------------------------------------- search
-
-
 def search(contents: IndexContents, encoder: Encoder, question: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
     """The ``k`` passages of ``contents`` that best answer ``question``, best first; see ``Index.search``.
 
@@ -143,40 +82,11 @@ def rank_passages(
     if mode == "dense":
         scores, ids = contents.dense.search(query[None, :], min(count, k))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-    lexical = contents.lexical.scores(terms)
     if mode == "lexical":
+        lexical = contents.lexical.scores(terms)
         return [(int(i), float(lexical[i])) for i in top_indices(lexical, k)]
-    pool = min(count, max(k, CANDIDATES))
-    _, dense_ids = contents.dense.search(query[None, :], pool)
-    candidates = np.union1d(dense_ids[0][dense_ids[0] >= 0], top_indices(lexical, pool))
-    passage_scores = contents.dense.vectors(candidates) @ query
-    sentence_scores = best_sentence_scores(contents, candidates, query, passage_scores)
-    fused = fuse(passage_scores, sentence_scores, lexical[candidates], DEFAULT_WEIGHTS)
-    return [(int(candidates[j]), float(fused[j])) for j in top_indices(fused, k)]
-
-
-def best_sentence_scores(
-    contents: IndexContents, passages: np.ndarray, query: np.ndarray, passage_scores: np.ndarray
-) -> np.ndarray:
-    """The cosine of each passage's best sentence (one product over all their sentences).
-
-    A passage without sentences (whitespace only; never from qa's splitter) counts as its own best sentence.
-    """
-    offsets = contents.sentence_offsets
-    starts = offsets[passages]
-    counts = offsets[passages + 1] - starts
-    rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-    scores = contents.sentence_vectors[rows].astype(np.float32) @ query
-    best = np.asarray(passage_scores, dtype=np.float32).copy()
-    has = counts > 0
-    best[has] = np.maximum.reduceat(scores, (np.cumsum(counts) - counts)[has]) if has.any() else []
-    return best
-
-
-def sentence_scores(contents: IndexContents, passage: int, query: np.ndarray) -> np.ndarray:
-    """The cosine of each of a passage's sentences with the question's vector."""
-    scores: np.ndarray = contents.sentence_vectors[contents.sentence_rows(passage)].astype(np.float32) @ query
-    return scores
+    candidates = fused_candidates(contents, query, terms, min(count, max(k, CANDIDATES)))
+    return [(int(candidates.rows[j]), float(candidates.fused[j])) for j in top_indices(candidates.fused, k)]
 
 
 def highlight(

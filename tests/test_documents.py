@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
 
-from qa.documents import Document, html_to_text, read_corpus
+from qa.documents import Document, html_to_text, read_corpus, read_document
+from qa.embedding import Encoder
 from qa.errors import EmptyCorpus
+from qa.index import Index
 from tests.conftest import CORPUS
 
 
@@ -96,3 +99,41 @@ def test_links_leaving_the_folder_and_link_loops_are_skipped(tmp_path: Path) -> 
 def test_document_rejects_a_bad_id() -> None:
     with pytest.raises(ValueError, match="non-empty string id"):
         Document(id=" ", text="x")
+
+
+def test_offsets_index_the_text_as_read_not_the_file(tmp_path: Path, encoder: Encoder) -> None:
+    """A hit's start:end slice the Document qa read (NFC, LF line ends, HTML reduced to text), not the file."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "treaties.html").write_text(
+        "<html><head><title>Arms treaties</title></head><body><h1>Arms treaties</h1>"
+        "<h2>Space</h2><p>The <b>Outer Space Treaty</b> of 1967 bans nuclear weapons in orbit.</p>"
+        "<h2>Seabed</h2><p>The <i>Seabed Arms Control Treaty</i> of 1971 bans them on the ocean floor.</p>"
+        "</body></html>",
+        encoding="utf-8",
+    )
+    # Windows line ends, and an accent typed as its own character (NFC makes "é" one character).
+    (corpus / "lighthouse.txt").write_bytes(
+        "# Lighthouse notes\r\n\r\nThe keepers lived on the rock.\r\nSupplies came by boat.\r\n\r\n"
+        "The cafe\u0301 keepers polished the great lens every night.\r\n".encode()
+    )
+    index = Index.build(corpus, progress=False)
+    questions = {
+        "treaties.html": "Which treaty bans weapons on the ocean floor?",
+        "lighthouse.txt": "Who polished the lens?",
+    }
+    for doc_id, question in questions.items():
+        hits = [hit for hit in index.search(question, k=len(index)) if hit.doc_id == doc_id]
+        assert hits
+        document = read_document(corpus / doc_id, doc_id)
+        assert document is not None
+        # The text as read, which README describes: normal form C, LF line ends.
+        assert "\r" not in document.text and unicodedata.is_normalized("NFC", document.text)
+        raw = (corpus / doc_id).read_bytes()
+        for hit in hits:
+            assert hit.start > 0  # after a heading: what the file holds before the passage shifts it
+            assert document.text[hit.start : hit.end] == hit.text
+            assert raw[hit.start : hit.end].decode("utf-8", "replace") != hit.text  # not the file's bytes
+            assert raw.decode("utf-8")[hit.start : hit.end] != hit.text  # nor the file's characters
+    best = index.search("Who polished the lens?", k=1)[0]
+    assert best.doc_id == "lighthouse.txt" and "café keepers polished" in best.text

@@ -13,8 +13,8 @@ import pytest
 import qa
 from qa.embedding import Encoder
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
+from qa.fusion import best_sentence_scores
 from qa.manifest import FORMAT_VERSION
-from qa.retrieval import best_sentence_scores
 from tests.conftest import CORPUS, RecordingEncoder
 
 QUESTION = "Which treaty has Pakistan not joined?"

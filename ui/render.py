@@ -46,6 +46,12 @@ CSS = """
 """
 
 
+OFFSETS_TITLE = (
+    "Offsets into the document's text as qa reads it (Unicode NFC, LF line ends, HTML reduced to its text), "
+    "not into the file's bytes"
+)
+
+
 def text_html(text: object) -> str:
     """``text`` as inert HTML: shown literally, never parsed as markup or template."""
     return html.escape(str(text), quote=True).translate(_TEMPLATE_CHARS)
@@ -77,7 +83,8 @@ def hit_card(hit: Hit, share: float) -> str:
         f'<span class="qa-bar"><span style="width: {share * 100:.0f}%"></span></span>{hit.score:.3f}</span>'
         "</header>"
         f'<p class="qa-text">{passage_html(hit.text, hit.highlights)}</p>'
-        f"<footer>{text_html(hit.doc_id)} · characters {hit.start}–{hit.end}</footer>"
+        f'<footer>{text_html(hit.doc_id)} · <span class="qa-offsets" title="{text_html(OFFSETS_TITLE)}">'
+        f"characters {hit.start}–{hit.end} of its text as read</span></footer>"
         "</article>"
     )
 
