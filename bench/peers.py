@@ -134,6 +134,7 @@ def _run(python: str, system: str, count: int, runtime: str | None) -> dict[str,
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env["TOKENIZERS_PARALLELISM"] = "false"
     command = [python, "-m", "bench.peers", "--child", system, "--articles", str(count), "--result", str(result_file)]
+    command += ["--questions", str(QUESTIONS)]
     if runtime:
         command += ["--runtime", runtime]
     started = time.perf_counter()
@@ -147,15 +148,24 @@ def _run(python: str, system: str, count: int, runtime: str | None) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
+    global QUESTIONS  # the children's questions: set from --questions, in this process and theirs
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer-python", help="the Python of an environment with txtai and LangChain")
     parser.add_argument("--articles", type=int, default=ARTICLES)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--questions", type=int, default=QUESTIONS, help=f"questions for hit@1 (default {QUESTIONS})")
+    parser.add_argument(
+        "--torch-threads", type=int, help="threads for PyTorch in every system (default: its own, one per core)"
+    )
+    parser.add_argument("--no-torch-qa", action="store_true", help="leave out qa on the torch runtime")
     parser.add_argument("--output", type=Path, default=RESULTS / "peers")
     parser.add_argument("--child", choices=["qa", "txtai", "langchain"], help=argparse.SUPPRESS)
     parser.add_argument("--runtime", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    QUESTIONS = args.questions
+    if args.torch_threads:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.torch_threads)
     if args.child:
         if args.child == "qa":
             result = child_qa(args.articles, args.runtime)
@@ -165,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     systems: dict[str, tuple[str, str, str | None]] = {
         "qa (default runtime)": (sys.executable, "qa", None),
-        "qa (torch runtime)": (sys.executable, "qa", "torch"),
     }
+    if not args.no_torch_qa:
+        systems["qa (torch runtime)"] = (sys.executable, "qa", "torch")
     if args.peer_python:
         systems["txtai hybrid"] = (args.peer_python, "txtai", None)
         systems["LangChain FAISS"] = (args.peer_python, "langchain", None)
@@ -194,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         "systems": rows,
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m bench.peers" + ("" if not args.peer_python else " --peer-python PEER_VENV/bin/python"),
+        "command": "python -m bench.peers "
+        + " ".join(
+            a if not a.startswith("/") else "PEER_VENV/bin/python" for a in (argv if argv is not None else sys.argv[1:])
+        ),
+        "torch_threads": args.torch_threads or "default",
     }
     lines = [
         "# qa beside txtai and LangChain",
@@ -202,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         f"`{result['command']}`, {result['created']}; load average {load_before} before, "
         f"{result['load_average']['after']} after (2 shared cores). The first {args.articles} SQuAD v1.1 dev "
         "articles, each one document; the packaged all-MiniLM-L6-v2 for all; the build alone timed, model "
-        f"loaded and warm; each system in its own process, {args.rounds} rounds taking turns, median. hit@1: "
+        f"loaded and warm; each system in its own process, {args.rounds} rounds taking turns, median; PyTorch "
+        f"threads: {result['torch_threads']}. hit@1: "
         f"the top passage holds a gold answer, on {QUESTIONS} of the articles' questions (qa hybrid, txtai hybrid, "
         "LangChain dense).",
         "",

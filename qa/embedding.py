@@ -474,6 +474,9 @@ class _OnnxModel:
         import onnxruntime
         from tokenizers import Tokenizer
 
+        # ONNX Runtime's Linux wheel carries Microsoft's usage telemetry (it keeps a database under
+        # ~/.cache/Microsoft): qa sends nothing anywhere, so it is turned off before any session.
+        onnxruntime.disable_telemetry_events()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
