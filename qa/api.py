@@ -97,7 +97,8 @@ def refresh(
         model, encoder: The model (a name, or the encoder itself); default ``$QA_MODEL``, else the packaged
             one. An index of another model is built anew.
         runtime: How the model runs (``torch``, ``onnx``, ``onnx-int8``); default ``$QA_RUNTIME``, else
-            qa's default. An index built on another runtime than one asked for is built anew.
+            the existing index's, else qa's default. An index built on another runtime than one asked for
+            is built anew.
         max_words, overlap: Passage sizes; default: the existing index's, else qa's defaults.
         build_options: Further options of :meth:`Index.build` (``index_type``, ``batch_size``, ``backend``...).
 

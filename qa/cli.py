@@ -27,7 +27,7 @@ RUNTIME_CHOICES = ["torch", "onnx", "onnx-int8"]  # qa.embedding.RUNTIMES, witho
 RUNTIME_HELP = (
     "how the model runs: torch; onnx, its ONNX export (same vectors, faster questions); onnx-int8, int8 "
     "weights (fastest, vectors at cosine 0.99 to torch's). Exported once into your cache, never downloaded "
-    "(default: $QA_RUNTIME, else qa's default)"
+    "(default: $QA_RUNTIME, else the existing index's, else onnx-int8)"
 )
 
 

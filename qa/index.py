@@ -109,8 +109,8 @@ class Index:
             encoder: The encoder itself (see ``qa.embedding``), instead of ``model``.
             runtime: How the model runs: ``torch``, ``onnx`` (its ONNX export, the same vectors, faster
                 questions) or ``onnx-int8`` (int8 weights: fastest, vectors at cosine 0.99 to torch's);
-                default ``$QA_RUNTIME``, else ``qa.embedding.DEFAULT_RUNTIME``. Questions to the index
-                are embedded on the same runtime.
+                default ``$QA_RUNTIME``, else ``previous``'s, else ``qa.embedding.DEFAULT_RUNTIME``.
+                Questions to the index are embedded on the same runtime.
             max_words: The most words in a passage.
             overlap: Sentences each passage repeats from the one before it.
             index_type: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, for large collections), or
@@ -136,6 +136,8 @@ class Index:
             ValueError: A bad argument.
             MilvusUnavailable: The Milvus URI cannot be reached (checked before any embedding).
         """
+        if runtime is None and encoder is None and previous is not None and not os.environ.get("QA_RUNTIME"):
+            runtime = previous.manifest.runtime  # a rebuild keeps its runtime, as it keeps how passage vectors are made
         encoder = _encoder(model, encoder, runtime)
         corpus, documents = _documents_of(source)
         contents, report = build.build_contents(

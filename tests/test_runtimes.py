@@ -134,6 +134,21 @@ def test_a_runtime_asked_for_makes_an_index_of_another_stale(tmp_path: Path) -> 
     assert qa.Index.load(tmp_path / "index").manifest.runtime == "onnx-int8"
 
 
+def test_a_rebuild_keeps_the_runtime_of_the_index_unless_another_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QA_RUNTIME", raising=False)
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    refresh(tmp_path / "index", tmp_path / "corpus", model=HASHING_MODEL, runtime="torch")
+    again = refresh(tmp_path / "index", tmp_path / "corpus", model=HASHING_MODEL, rebuild=True)
+    assert again.manifest.runtime == "torch"  # not the default onnx-int8: its vectors are all reused
+    assert again.build_report is not None and again.build_report.embedded_texts == 0
+    monkeypatch.setenv("QA_RUNTIME", "onnx")
+    moved = refresh(tmp_path / "index", tmp_path / "corpus", model=HASHING_MODEL, rebuild=True)
+    assert moved.manifest.runtime == "onnx" and moved.build_report is not None
+    assert moved.build_report.kept_passages == 0
+
+
 def test_an_index_from_before_runtimes_is_torch(tmp_path: Path) -> None:
     index = qa.Index.build(CORPUS, model=HASHING_MODEL, runtime="torch", progress=False)
     index.save(tmp_path / "index")
