@@ -66,7 +66,9 @@ def _print_hit(hit: object, *, color: bool) -> None:
 
     assert isinstance(hit, Hit)
     where = " › ".join(part for part in (hit.title, hit.section) if part)
-    print(f"{hit.rank}. [{hit.score:.3f}] {where}")
+    # A confidence means something to a reader; a fusion score does not (dense and lexical modes have none).
+    sure = f"{hit.confidence:.0%} sure" if hit.confidence is not None else f"score {hit.score:.3f}"
+    print(f"{hit.rank}. [{sure}] {where}")
     print(f"   {hit.doc_id}, characters {hit.start}–{hit.end}")
     text, cursor, pieces = hit.text, 0, []
     on, off = ("\033[1;4m", "\033[0m") if color else ("**", "**")
@@ -92,13 +94,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
         from qa.api import open_index
 
         index = open_index(corpus=args.corpus)
-    hits = index.search(args.question, args.k, mode=args.mode)
+    answer = index.ask(args.question, args.k, mode=args.mode)
     if args.json:
-        for hit in hits:
-            print(json.dumps(hit.to_dict(), ensure_ascii=False))
+        for hit in answer.hits:
+            print(json.dumps({**hit.to_dict(), "answered": answer.answered}, ensure_ascii=False))
         return 0
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    for hit in hits:
+    if not answer.answered:
+        print("No answer here: no passage seems to answer this. The closest passages:\n")
+    for hit in answer.hits:
         _print_hit(hit, color=color)
     return 0
 
@@ -177,11 +181,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
             build_options=options,
             progress=False if args.quiet else None,
         )
-        report["squad"] = {"file": str(args.squad), "articles": args.articles, "results": squad}
+        report["squad"] = {
+            "file": str(args.squad),
+            "articles": args.articles,
+            "results": squad.results,
+            "confidence": squad.confidence,
+        }
         print(f"SQuAD {args.squad} (articles {args.articles})\n")
-        print(evaluation.squad_table(squad) + "\n")
+        print(evaluation.squad_table(squad.results) + "\n")
+        print(evaluation.reqa_comparison(squad.results) + "\n")
+        if squad.confidence:
+            print(
+                "Confidence of hybrid hits, and no answer here (each question also asked of another article's index):\n"
+            )
+            print(evaluation.confidence_table(squad.confidence) + "\n")
         if out:
-            evaluation.plot_hits(squad, out / "squad-hits.png")
+            evaluation.plot_hits(squad.results, out / "squad-hits.png")
+            if "" in squad.confidence:
+                evaluation.plot_reliability(squad.confidence[""], out / "reliability.png")
     if args.beir:
         progress = False if args.quiet else None
         splits = [split.strip() for split in args.split.split(",") if split.strip()]
@@ -261,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--corpus", help="the corpus of the default index (default: $QA_CORPUS or corpus/)")
     ask.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     ask.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
-    ask.add_argument("--json", action="store_true", help="one JSON object per hit")
+    ask.add_argument(
+        "--json", action="store_true", help="one JSON object per hit (with answered: false when no hit seems to answer)"
+    )
     ask.set_defaults(handler=cmd_ask)
 
     info = commands.add_parser("info", help="describe an index and say whether it is stale")

@@ -79,9 +79,14 @@ class IndexContents:
     lexical: LexicalIndex
     documents: Sequence[DocumentRecord]
     sentence_offsets: np.ndarray = field(init=False, repr=False, compare=False)
+    sentence_documents: np.ndarray = field(init=False, repr=False, compare=False)
+    """Per sentence, the position of its document in ``documents``: which sentences are neighbours."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sentence_offsets", sentence_offsets(self.sentences))
+        offsets = sentence_offsets(self.sentences)
+        object.__setattr__(self, "sentence_offsets", offsets)
+        passage_documents = np.repeat(np.arange(len(self.documents)), [d.passages for d in self.documents])
+        object.__setattr__(self, "sentence_documents", np.repeat(passage_documents, np.diff(offsets)).astype(np.int32))
 
     def __len__(self) -> int:
         return len(self.passages)

@@ -21,7 +21,7 @@ from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, load_encoder, model_name
 from qa.errors import EmptyCorpus
 from qa.index_files import read_index, write_index
 from qa.manifest import Manifest, read_manifest
-from qa.passage import Hit, Passage
+from qa.passage import Answer, Hit, Passage
 from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
 logger = logging.getLogger(__name__)
@@ -229,6 +229,16 @@ class Index:
             ValueError: An empty or too long question, ``k < 1``, or an unknown mode.
         """
         return retrieval.search(self.contents, self.encoder, question, k, mode=mode)
+
+    def ask(self, question: str, k: int = 5, *, mode: str = "hybrid") -> Answer:
+        """:meth:`search`'s hits, with whether they are likely to hold the answer at all.
+
+        Example:
+            >>> answer = index.ask("How many warheads does Pakistan have?")
+            >>> answer.answered, answer.hits[0].confidence
+            (False, 0.12)
+        """
+        return retrieval.answer(self.contents, self.encoder, question, k, mode=mode)
 
 
 def _encoder(model: str | None, encoder: Encoder | None) -> Encoder:

@@ -81,25 +81,26 @@ def create_app(
     def ask(question: str, k: float, mode: str) -> str:
         """Result cards for the page; a friendly message instead of an error for a bad question."""
         try:
-            hits = service.search(question, int(k), mode)
+            answer = service.ask(question, int(k), mode)
         except ValueError as error:
             return render.message(_first_upper(str(error)))
-        return render.hits_html(hits)
+        return render.hits_html(answer.hits, answered=answer.answered)
 
     def search(question: str, k: int = 5, mode: str = "hybrid") -> list[dict[str, Any]]:
         """The k passages that best answer the question, best first, as JSON objects.
 
-        Each has rank, score, id, doc_id, title, section, start, end, text and highlights (offsets
-        into text of the sentence that answers best). mode is hybrid, dense or lexical.
+        Each has rank, score, confidence (the probability it holds the answer; hybrid mode only), id,
+        doc_id, title, section, start, end, text, highlights (offsets into text of the sentence that
+        answers best) and answered (false when no hit seems to answer). mode is hybrid, dense or lexical.
         """
         sent: object = k  # JSON clients may send 3.0 for 3
         if isinstance(sent, float) and sent.is_integer():
             k = int(sent)
         try:
-            hits = service.search(question, k, mode)
+            answer = service.ask(question, k, mode)
         except ValueError as error:
             raise gr.Error(_first_upper(str(error)), print_exception=False) from None
-        return [hit.to_dict() for hit in hits]
+        return [{**hit.to_dict(), "answered": answer.answered} for hit in answer.hits]
 
     def show_index() -> str:
         return render.index_html(service.status())
