@@ -30,6 +30,7 @@ def _default_index() -> Path:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from qa.api import default_corpus
+    from qa.documents import describe_unread, unread_types
     from qa.errors import IncompatibleIndex, IndexNotFound
     from qa.index import Index
     from qa.storage import writer_lock
@@ -62,6 +63,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
         f"-> {output} (model {index.manifest['model']}, {dense['type']} index{where})"
     )
+    if unread := describe_unread(unread_types(corpus)):  # files of types qa does not read: what the index lacks
+        print(unread)
     return 0
 
 
@@ -71,7 +74,8 @@ def _print_hit(hit: object, *, color: bool) -> None:
     assert isinstance(hit, Hit)
     where = " › ".join(part for part in (hit.title, hit.section) if part)
     print(f"{hit.rank}. [{hit.score:.3f}] {where}")
-    print(f"   {hit.doc_id}, characters {hit.start}–{hit.end}")
+    page = f", page {hit.page}" if hit.page is not None else ""
+    print(f"   {hit.doc_id}{page}, characters {hit.start}–{hit.end}")
     text, cursor, pieces = hit.text, 0, []
     on, off = ("\033[1;4m", "\033[0m") if color else ("**", "**")
     for start, end in hit.highlights:
@@ -108,11 +112,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from qa.documents import describe_unread, unread_types
     from qa.index import Index, corpus_change, manifest_corpus, manifest_passage_vectors
 
     path = Path(args.index) if args.index else _default_index()
     manifest = Index.read_manifest(path)
     corpus = manifest_corpus(path, manifest)
+    unread: dict[str, int] = {}
     if corpus is None:
         state = "unknown (built from documents given in Python)"
     elif not corpus.is_dir():
@@ -120,12 +126,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         reason = corpus_change(manifest, corpus)
         state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
+        unread = unread_types(corpus)
     if args.json:
-        print(json.dumps({**manifest, "index": str(path), "stale": state != "fresh"}, ensure_ascii=False))
+        record = {**manifest, "index": str(path), "stale": state != "fresh", "not_read": unread}
+        print(json.dumps(record, ensure_ascii=False))
         return 0
     dense = manifest["dense"]
     print(f"index:      {path}")
     print(f"corpus:     {corpus}  ({manifest['corpus']['documents']} documents)")
+    if unread:
+        print(f"            {describe_unread(unread)} (qa reads .txt, .md, .html, .pdf and .docx)")
     print(f"state:      {state}")
     print(f"passages:   {manifest['count']} ({manifest['sentences']} sentences)")
     print(f"model:      {manifest['model']} ({manifest['dim']} dimensions)")
@@ -211,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = commands.add_parser("build", help="index a folder of .txt, .md and .html documents")
+    build = commands.add_parser("build", help="index a folder of .txt, .md, .html, .pdf and .docx documents")
     build.add_argument("corpus", nargs="?", help="the documents' folder (default: $QA_CORPUS or the bundled corpus/)")
     build.add_argument("-o", "--output", help="the index folder (default: $QA_INDEX or index/)")
     build.add_argument(

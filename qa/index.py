@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -22,7 +23,7 @@ from qa.documents import Document, fingerprint, iter_document_paths, load_folder
 from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, model_name, release_freed_memory
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
 from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex, QueryTerms
-from qa.passage import Hit, Passage
+from qa.passage import Hit, Passage, page_at
 from qa.retrieval import (
     CANDIDATES,
     DEFAULT_WEIGHTS,
@@ -188,6 +189,8 @@ def _split_collection(
                 "sha256": sha256,
                 "passages": count,
                 "repeats": repeats,
+                # Where its pages start (PDF), for the page of a hit; indexes from before pages lack it.
+                **({"pages": list(document.pages)} if document.pages else {}),
             }
         )
     if not documents and isinstance(source, (str, os.PathLike)):
@@ -286,6 +289,7 @@ class Index:
         self._dense = dense
         self._lexical = lexical
         self.documents = documents
+        self._pages = {d["id"]: d["pages"] for d in documents if d.get("pages")}  # of documents with pages
         self.manifest = manifest
         self._encoder = encoder
         self.corpus = corpus
@@ -620,10 +624,17 @@ class Index:
             found = [(int(i), float(lexical[i])) for i in top_indices(lexical, k)]
         else:
             found = self._hybrid(terms, query, k, pool)
-        return [
+        hits = [
             Hit(self.passages[i], score, rank, self._highlights(i, query, terms))
             for rank, (i, score) in enumerate(found, start=1)
         ]
+        return [self._with_page(hit) for hit in hits] if self._pages else hits
+
+    def _with_page(self, hit: Hit) -> Hit:
+        """``hit`` with the page its highlighted sentence (else its passage) starts on, if its document has pages."""
+        pages = self._pages.get(hit.doc_id)
+        start = hit.start + (hit.highlights[0][0] if hit.highlights else 0)
+        return dataclasses.replace(hit, page=page_at(pages, start)) if pages else hit
 
     def _hybrid(self, terms: QueryTerms, query: np.ndarray, k: int, pool: int) -> list[tuple[int, float]]:
         _, dense_ids = self._dense.search(query[None, :], pool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +51,15 @@ class Hit:
         score: How well it answers, higher is better; comparable within one search only.
         rank: 1 for the best hit.
         highlights: ``(start, end)`` offsets into ``text`` of the sentence(s) that best answer the question.
+        page: The page (1 for the first) where the highlighted sentence starts, else the passage, in a
+            document with pages (PDF); ``None`` in other documents.
     """
 
     passage: Passage
     score: float
     rank: int
     highlights: tuple[tuple[int, int], ...] = ()
+    page: int | None = None
 
     @property
     def text(self) -> str:
@@ -86,10 +91,17 @@ class Hit:
         return " ".join(self.text[s:e] for s, e in self.highlights)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: the passage's fields, ``score``, ``rank`` and ``highlights``."""
+        """A JSON-ready dict: the passage's fields, ``score``, ``rank``, ``highlights`` and ``page``."""
         return {
             "rank": self.rank,
             "score": self.score,
             **self.passage.to_dict(),
             "highlights": [list(span) for span in self.highlights],
+            "page": self.page,
         }
+
+
+def page_at(pages: Sequence[int], offset: int) -> int | None:
+    """The page (1-based) holding character ``offset`` of a document whose pages start at ``pages``;
+    ``None`` when it has none."""
+    return bisect_right(pages, offset) if pages else None  # pages[0] is 0: the first page is 1

@@ -46,6 +46,14 @@ def require_milvus() -> None:
     require("milvus", not missing, f"{' and '.join(missing)} not installed: pip install 'qa[milvus]'")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache of extracted PDF and Word text for this run alone: tests never read or fill the user's."""
+    folder = tmp_path_factory.mktemp("extraction-cache")
+    os.environ["QA_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
     encoder = Encoder()

@@ -21,7 +21,7 @@ from qa.index import Index, manifest_corpus
 from qa.retrieval import MODES
 from ui import render
 from ui.service import Service, UploadReport, UploadsDisabled
-from ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited
+from ui.uploads import MAX_BINARY_UPLOAD_BYTES, MAX_UPLOAD_BYTES, UploadRejected, read_limited
 
 EXAMPLES = [
     "Which treaty has Pakistan not joined?",
@@ -165,7 +165,8 @@ def create_app(
                         "`qa serve --allow-uploads` (on an address other than 127.0.0.1 this also needs `--auth`)."
                     )
                 files = gr.File(
-                    label=f"Add documents ({', '.join(SUFFIXES)}; UTF-8 text, at most {MAX_UPLOAD_BYTES // 2**20} MB each)",
+                    label=f"Add documents ({', '.join(SUFFIXES)}; text in UTF-8, at most {MAX_UPLOAD_BYTES // 2**20} MB "
+                    f"each; PDF and Word at most {MAX_BINARY_UPLOAD_BYTES // 2**20} MB)",
                     file_count="multiple",
                     file_types=list(SUFFIXES),
                     type="filepath",

@@ -65,8 +65,10 @@ def passage_html(text: str, highlights: Sequence[tuple[int, int]]) -> str:
 
 
 def hit_card(hit: Hit, share: float) -> str:
-    """One result: rank, score and its bar, title and section, the passage with its answer marked, and its location."""
+    """One result: rank, score and its bar, title and section, the passage with its answer marked, and its
+    location (file, page for a PDF, character offsets)."""
     section = f' <span class="qa-section">› {text_html(hit.section)}</span>' if hit.section else ""
+    page = f' · <span class="qa-page">page {int(hit.page)}</span>' if hit.page is not None else ""
     return (
         f'<article class="qa-card" data-rank="{hit.rank}">'
         "<header>"
@@ -76,7 +78,7 @@ def hit_card(hit: Hit, share: float) -> str:
         f'<span class="qa-bar"><span style="width: {share * 100:.0f}%"></span></span>{hit.score:.3f}</span>'
         "</header>"
         f'<p class="qa-text">{passage_html(hit.text, hit.highlights)}</p>'
-        f"<footer>{text_html(hit.doc_id)} · characters {hit.start}–{hit.end}</footer>"
+        f"<footer>{text_html(hit.doc_id)}{page} · characters {hit.start}–{hit.end}</footer>"
         "</article>"
     )
 
