@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	bash .ci/chromium
+	bash .ci/fonts
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

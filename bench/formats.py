@@ -296,10 +296,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def worker_overhead(blobs: dict[Path, bytes], runs: int) -> list[str]:
     """qa's reader in this process against through its sandboxed worker, per file."""
+    from qa.readers import ReadError
     from qa.readers.pdf import extract_pdf
     from qa.readers.worker import Worker
-
-    from qa.readers import ReadError
 
     small: dict[Path, bytes] = {}
     for path, data in blobs.items():

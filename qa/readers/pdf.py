@@ -78,9 +78,16 @@ def _page_lines(page: object) -> list[str]:
     finally:
         textpage.close()
         page.close()  # type: ignore[attr-defined]
+    return split_lines(raw)
+
+
+def split_lines(raw: str) -> list[str]:
+    """The printed lines of a page's text as PDFium gives it: cleaned, ligatures as letters, blank lines gone.
+
+    PDFium puts U+FFFE where a word was hyphenated at a line end, and sometimes joins the two lines
+    itself: they are split again there, so that each printed line's length can tell where paragraphs end.
+    """
     text = clean_text(raw.translate(_LIGATURES))
-    # PDFium puts U+FFFE where a word was hyphenated at a line end, and sometimes joins the two lines
-    # itself: split them again, so that the length of each printed line can tell where paragraphs end.
     lines = [part for line in text.split("\n") for part in re.split("(?<=\ufffe)(?=.)", " ".join(line.split()))]
     return [line for line in lines if line]
 
@@ -198,6 +205,8 @@ def assemble(pages: list[list[str]], headings: dict[int, list[tuple[int, str]]],
             text = text[:-1] if hyphenated else text + " "
         else:
             text = _close(text) + ("\n\n" if text and paragraphs else "")
+        if not text and paragraphs and title and " ".join(paragraphs[0].split()) == " ".join(title.split()):
+            paragraphs[0] = f"# {paragraphs[0]}"  # the title as the first line: a title, not a passage
         starts.append(len(text))
         text += "\n\n".join(paragraphs)
     return Extracted(text=_close(text) + "\n", title=title, pages=tuple(starts))
