@@ -67,7 +67,7 @@ def check_content(name: str, data: bytes) -> None:
     limit = limit_for(name)
     if len(data) > limit:
         raise UploadRejected(
-            f"{name} is {len(data) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB per file: split it"
+            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {limit // 2**20} MB per file: split it"
         )
     suffix = Path(name).suffix.lower()
     if suffix in BINARY_SUFFIXES:
@@ -96,7 +96,7 @@ def read_limited(path: str | os.PathLike[str]) -> bytes:
     limit = limit_for(str(path))
     if size > limit:
         raise UploadRejected(
-            f"{Path(path).name} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB per file: split it"
+            f"{Path(path).name} is {size / 2**20:.1f} MB; the limit is {limit // 2**20} MB per file: split it"
         )
     with open(path, "rb") as handle:
         return handle.read(limit + 1)
