@@ -196,7 +196,9 @@ def _split_collection(
     if not documents and isinstance(source, (str, os.PathLike)):
         raise no_documents(Path(source))
     if not documents:
-        raise EmptyCorpus("no documents to index: give a folder of .txt, .md or .html files, or a list of qa.Document")
+        raise EmptyCorpus(
+            "no documents to index: give a folder of .txt, .md, .html, .pdf or .docx files, or a list of qa.Document"
+        )
     if not passages:
         raise EmptyCorpus("the documents have no text to index; add text to them")
     digest = hashlib.sha256()
@@ -316,7 +318,7 @@ class Index:
         """Split, embed and index a collection.
 
         Args:
-            source: A folder of ``.txt``/``.md``/``.html`` files (read recursively), or ``qa.Document`` objects.
+            source: A folder of ``.txt``/``.md``/``.html``/``.pdf``/``.docx`` files (read recursively), or ``qa.Document`` objects.
             model: A sentence-transformers name or folder; default ``$QA_MODEL``, else all-MiniLM-L6-v2.
             max_words: The most words in a passage.
             overlap: Sentences each passage repeats from the one before it.

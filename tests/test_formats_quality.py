@@ -19,6 +19,8 @@ from qa.evaluation import SquadQuestion, load_squad
 from tests.conftest import SQUAD, require_data
 from tests.make_files import docx_bytes, markdown, pdf_bytes, write
 
+pytestmark = pytest.mark.slow  # about 3 minutes on 2 cores: one real build, three times 2,804 questions
+
 ARTICLES = 8
 PARAGRAPHS_PER_SECTION = 4
 

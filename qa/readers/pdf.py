@@ -121,7 +121,10 @@ def _running_lines(pages: list[list[str]]) -> list[set[int]]:
         for top in (True, False):
             seen: Counter[str] = Counter()
             for lines in pages:
-                seen.update({_norm(line) for line in (lines[:edge] if top else lines[-edge:])})
+                # At most 12 words: a header is short, and a body line that repeats (a form, a refrain) stays.
+                seen.update(
+                    {_norm(line) for line in (lines[:edge] if top else lines[-edge:]) if len(line.split()) <= 12}
+                )
             # On most pages (and on more than one): a document title repeated as a header, "Page 3 of 9", ...
             repeated = {key for key, n in seen.items() if n >= max(2, math.ceil(0.6 * len(pages)))}
             for lines, dropped in zip(pages, drop, strict=True):
