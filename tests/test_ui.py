@@ -27,7 +27,7 @@ from ui.app import _paths, create_app, is_loopback, parse_auth
 from ui.service import Service, UploadsDisabled
 from ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
 
-HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights"}
+HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights", "page"}
 
 
 def client(url: str, **kwargs: object) -> Client:
@@ -58,6 +58,7 @@ def test_search_endpoint_puts_the_npt_passage_first(read_only: tuple[str, Path])
     assert document[first["start"] : first["end"]] == first["text"]
     (start, end), *_ = first["highlights"]
     assert 0 <= start < end <= len(first["text"])
+    assert first["page"] is None  # a Markdown document has no pages
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
