@@ -184,9 +184,9 @@ def task_flat_scan(params: dict[str, Any]) -> dict[str, Any]:
     import faiss
     import torch
 
-    from qa.embedding import Encoder
+    from qa.embedding import SentenceTransformerEncoder
 
-    model = Encoder().model
+    model = SentenceTransformerEncoder().model
     questions = [f"What happened to the river in the year {1800 + i}?" for i in range(params["latency_queries"])]
     threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
     model.encode(questions[:8])

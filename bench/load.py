@@ -364,7 +364,7 @@ def run_load(
     if len(shared.searches) < searches:
         errors.append(f"only {len(shared.searches)} of {searches} searches were made")
     new = old
-    counts = {"old": 0, "new": 0}
+    counts = {"old": 0, "new": 0, "failed": 0, "mixed": 0, "old_after": 0, "new_before": 0}
     if rebuild:
         if "error" in outcome or "Rebuilt:" not in outcome.get("status", ""):
             errors.append(f"the rebuild failed: {outcome.get('error') or outcome.get('status')}")
@@ -378,18 +378,22 @@ def run_load(
     during: list[float] = []
     for search in shared.searches:
         if search.answer is None:
+            counts["failed"] += 1
             continue
         if search.answer == old[search.question]:
             which = "old"
         elif search.answer == new[search.question]:
             which = "new"
         else:
+            counts["mixed"] += 1
             errors.append(f"{search.question!r}: an answer that is neither the old index's nor the new one's")
             continue
         counts[which] += 1
         if rebuild and which == "old" and search.started > finished:
+            counts["old_after"] += 1
             errors.append(f"{search.question!r}: the old index answered a search sent after the rebuild")
         if rebuild and which == "new" and search.ended < begun:
+            counts["new_before"] += 1
             errors.append(f"{search.question!r}: the new index answered before the rebuild began")
         if search.ended > begun and search.started < finished:
             during.append(search.ended - search.started)
@@ -415,6 +419,10 @@ def run_load(
             "added_paragraphs": paragraphs,
             "answers_from_old_index": counts["old"],
             "answers_from_new_index": counts["new"],
+            "failed_searches": counts["failed"],
+            "answers_from_neither": counts["mixed"],
+            "old_answers_after_rebuild": counts["old_after"],
+            "new_answers_before_rebuild": counts["new_before"],
             "searches_during_rebuild": len(during),
             "latency_during_rebuild_ms": _percentiles(during),
         }
@@ -507,6 +515,26 @@ CLIENT_TEXT = {
 }
 
 
+def _faults(rebuild: dict[str, Any]) -> str:
+    """What went wrong with the answers around the rebuild, from the counts the run made: "none ..." only if so."""
+    failed, mixed = rebuild["failed_searches"], rebuild["answers_from_neither"]
+    late, early = rebuild["old_answers_after_rebuild"], rebuild["new_answers_before_rebuild"]
+    if failed or mixed:
+        errors = (
+            f"{failed:,} {'search' if failed == 1 else 'searches'} failed and {mixed:,} answered from neither index"
+        )
+    else:
+        errors = "none was an error or a mix"
+    if late or early:
+        order = (
+            f"{late:,} sent after the rebuild returned got the old index's answer and {early:,} received before "
+            "it began got the new index's"
+        )
+    else:
+        order = "every search sent after the rebuild returned was answered by the new index, without a restart"
+    return f"{errors}, and {order}"
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     latency = result["latency_ms"]
     lines = [
@@ -534,8 +562,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"corpus and `/rebuild` called; it took {rebuild['seconds']} s while the searches went on. "
             f"{rebuild['answers_from_old_index']:,} answers came from the old index and "
             f"{rebuild['answers_from_new_index']:,} from the new one, each equal to that index's answer to the same "
-            "question; none was an error or a mix, and every search sent after the rebuild returned was answered by "
-            f"the new index, without a restart. The {rebuild['searches_during_rebuild']:,} searches that overlapped "
+            f"question; {_faults(rebuild)}. The {rebuild['searches_during_rebuild']:,} searches that overlapped "
             f"the rebuild took p50 {during.get('p50')} ms, p95 {during.get('p95')} ms.",
         ]
     if result["errors"]:

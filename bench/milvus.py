@@ -41,14 +41,17 @@ def _log(message: str) -> None:
 
 def squad_vectors(squad: Path, queries: int, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Unit-length vectors of the SQuAD dev passages and of ``queries`` sampled questions, cached in ``workdir``."""
-    from qa.embedding import Encoder
+    from qa.build import split_collection
+    from qa.embedding import embedding_text, load_encoder
     from qa.evaluation import load_squad
-    from qa.index import _chunking, _split_collection, embedding_text
-    from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
+    from qa.manifest import Chunking
+    from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, SPLITTER_VERSION
 
     documents, questions = load_squad(squad)
-    encoder = Encoder()
-    split = _split_collection(documents, encoder, _chunking(DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, encoder))
+    encoder = load_encoder()
+    split = split_collection(
+        documents, encoder, Chunking(DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, encoder.max_tokens, SPLITTER_VERSION)
+    )
     texts = [embedding_text(p) for p in split.passages]
     asked = [questions[i].question for i in np.random.default_rng(0).permutation(len(questions))[:queries]]
     key = hashlib.sha256("\0".join([encoder.name, *texts, "\1", *asked]).encode()).hexdigest()[:16]

@@ -354,7 +354,7 @@ def _real_profile(ctx: Context) -> list[dict[str, Any]] | None:
     from qa.index import Index
 
     index = Index.load(ctx.squad_index)
-    vectors = index._passage_vectors(np.arange(len(index)))
+    vectors = index.contents.dense.vectors(np.arange(len(index)))
     order = np.random.default_rng(0).permutation(len(vectors))
     queries, database = vectors[order[:200]], vectors[order[200:]]
     rows = []

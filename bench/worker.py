@@ -5,7 +5,6 @@ Each task runs in a fresh interpreter started by ``bench.common.run_task`` so it
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import resource
@@ -29,10 +28,11 @@ SINGLE_THREAD_FLOOR = "floor, 1 thread"
 
 def _texts_of(index: Any) -> tuple[list[str], list[str]]:
     """The passage texts (as the model reads them) and sentence texts of an index, in index order."""
-    from qa.index import embedding_text
+    from qa.embedding import embedding_text
 
-    passages = [embedding_text(p) for p in index.passages]
-    sentences = [p.text[s:e] for p, spans in zip(index.passages, index._sentences, strict=True) for s, e in spans]
+    contents = index.contents
+    passages = [embedding_text(p) for p in contents.passages]
+    sentences = [p.text[s:e] for p, spans in zip(contents.passages, contents.sentences, strict=True) for s, e in spans]
     return passages, sentences
 
 
@@ -98,75 +98,39 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
 
 
-def _timed_stages(stages: dict[str, float], sampler: RSSSampler | None = None) -> None:
-    """Wrap qa's build stages to record the time (and memory peak) of each; behaviour is unchanged."""
-    import qa.dense
-    import qa.index
-    import qa.vectorstore
-
-    def wrap(owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name, None)
-        if original is None:  # a step qa no longer has: leave it out of the breakdown
-            return
-
-        def enter() -> tuple[str, float]:
-            outer = sampler.stage if sampler else ""
-            if sampler:
-                sampler.end_stage(label)
-            return outer, time.perf_counter()
-
-        def leave(outer: str, started: float) -> None:
-            stages[label] = stages.get(label, 0.0) + time.perf_counter() - started
-            if sampler:
-                sampler.end_stage(outer)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            outer, started = enter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                leave(outer, started)
-
-        def timed_generator(*args: Any, **kwargs: Any) -> Any:
-            # Only the time spent producing items counts; the caller's work between items does not.
-            iterator = original(*args, **kwargs)
-            while True:
-                outer, started = enter()
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-                finally:
-                    leave(outer, started)
-                yield item
-
-        setattr(owner, name, timed_generator if inspect.isgeneratorfunction(original) else timed)
-
-    wrap(qa.index, "_split_collection", "split")
-    wrap(qa.index, "_embed", "vectors (all)")
-    wrap(qa.index, "_encode_in_chunks", "embed")
-    wrap(qa.dense, "build_dense_index", "faiss")
-    wrap(qa.vectorstore, "updated", "faiss")  # an update of the previous graph, when it is one
-    wrap(qa.index, "_lexical_index", "bm25")
-    wrap(qa.index.Index, "_copy_vectors", "reusable vectors")
-    wrap(qa.index.Index, "_known_vectors", "reusable vectors")
-
-
-def _stub_encoder(dim: int) -> None:
-    """Replace the model's forward pass by random unit vectors; the model stays loaded for its tokenizer.
+class StubEncoder:
+    """The real encoder's tokenizer with random unit vectors in place of the model's forward pass.
 
     Used only where it is labelled: it measures everything a build does except the neural network,
     whose memory is per batch and does not grow with the collection.
     """
-    from qa.embedding import Encoder
 
-    def encode(self: Encoder, texts: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def __init__(self, encoder: Any) -> None:
+        self.inner = encoder
+        self.name = encoder.name
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.inner.max_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.inner.count_tokens(text))
+
+    def encode(self, texts: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         rng = np.random.default_rng(len(texts))
-        vectors = rng.standard_normal((len(texts), dim), dtype=np.float32)
+        vectors = rng.standard_normal((len(texts), self.dim), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
 
-    Encoder.encode = encode  # type: ignore[method-assign]
+    def encode_query(self, question: str) -> np.ndarray:
+        return self.encode([question])[0]
+
+    def warm_queries(self, questions: Any, *, batch_size: int = 64) -> None:
+        pass
 
 
 def _documents(source: dict[str, Any]) -> list[Any]:
@@ -183,28 +147,28 @@ def _documents(source: dict[str, Any]) -> list[Any]:
 
 def task_build(params: dict[str, Any]) -> dict[str, Any]:
     """``Index.build`` of a collection, then ``save``; with the real model or (labelled) a stub encoder."""
-    from qa.embedding import Encoder
+    from qa.embedding import SentenceTransformerEncoder
     from qa.index import Index
 
     documents = _documents(params["source"])
-    encoder = Encoder()
-    model = encoder.model  # loading the model is start-up, not build throughput
-    if params.get("stub"):
-        _stub_encoder(encoder.dim)
-    else:
+    real = SentenceTransformerEncoder()
+    model = real.model  # loading the model is start-up, not build throughput
+    encoder: Any = StubEncoder(real) if params.get("stub") else real
+    if not params.get("stub"):
         _warm(model, params["batch_size"])
-    stages: dict[str, float] = {}
     sampler = RSSSampler()
-    _timed_stages(stages, sampler)
     started = time.perf_counter()
     index = Index.build(
         documents,
+        encoder=encoder,
         batch_size=params["batch_size"],
         index_type=params.get("index_type", "auto"),
         passage_vectors_from=params.get("passage_vectors_from", "own"),
         progress=False,
+        on_stage=sampler.end_stage,  # each stage's memory peak
     )
     build_s = time.perf_counter() - started
+    stages = dict(index.build_report.stage_seconds) if index.build_report else {}
     sampler.end_stage("save")
     started = time.perf_counter()
     index.save(params["output"])
@@ -224,8 +188,8 @@ def task_build(params: dict[str, Any]) -> dict[str, Any]:
         "dense": index.manifest["dense"],
         "build_s": round(build_s, 3),
         "save_s": round(save_s, 3),
-        "stages_s": {k: round(v, 3) for k, v in stages.items() if k != "vectors (all)"},
-        "vectors_total_s": round(stages.get("vectors (all)", 0.0), 3),
+        "stages_s": {k: round(v, 3) for k, v in stages.items()},
+        "vectors_total_s": round(stages.get("reuse", 0.0) + stages.get("embed", 0.0), 3),
         "peak_rss_by_stage_mib": peaks,
         "build_peak_rss_mib": build_peak_mib,
         "passages_per_s": round(len(index) / build_s, 2),
@@ -238,13 +202,13 @@ def _mean_tokens(encoder: Any, texts: list[str]) -> float:
 
 def task_bare_encode(params: dict[str, Any]) -> dict[str, Any]:
     """Bare ``model.encode`` of an index's passages (the issue's baseline), and of passages + sentences."""
-    from qa.embedding import Encoder
+    from qa.embedding import SentenceTransformerEncoder
     from qa.index import Index
 
     index = Index.load(params["index"])
     passages, sentences = _texts_of(index)
     del index
-    model = Encoder().model
+    model = SentenceTransformerEncoder().model
     _warm(model, params["batch_size"])
 
     def encode(texts: list[str]) -> float:
@@ -270,66 +234,36 @@ def task_bare_encode(params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _disable_query_cache() -> None:
-    """Make every search embed its question, as a new question does.
-
-    qa keeps the vectors of questions asked before; asked in several modes back to back, a question
-    would be embedded by the first variant only and the others would look free.
-    """
-    import qa.embedding
-
-    if hasattr(qa.embedding, "QUERY_CACHE_SIZE"):
-        qa.embedding.QUERY_CACHE_SIZE = 0  # the cache evicts down to this size after every insert
-        getattr(qa.embedding, "_query_vectors", {}).clear()
-
-
 def _profile_search(index: Any, questions: list[str]) -> dict[str, dict[str, float]]:
-    """Mean milliseconds a question spends in each step of ``Index.search``, by mode (a separate pass).
+    """Mean milliseconds a question spends in each step of a search, by mode (a separate pass).
 
-    The steps are wrapped only for this pass, so the wrappers' small cost never enters the latencies.
+    ``Index.search`` is ``qa.retrieval.search``: the question embedded, its words taken, the passages
+    ranked, each hit's sentence highlighted. The same public steps are called here one by one and timed.
     """
-    import qa.index
-    import qa.lexical
-    from qa.embedding import Encoder
+    from qa import retrieval
 
-    spent: dict[str, float] = {}
-    steps = [
-        (Encoder, "encode_query", "encode question"),
-        (qa.lexical.LexicalIndex, "terms", "question words (BM25)"),
-        (qa.lexical.LexicalIndex, "scores", "BM25 over all passages"),
-        (qa.lexical.LexicalIndex, "text_scores", "BM25 of sentences (highlight)"),
-        (qa.index.Index, "_highlights", "highlight (total)"),
-        (qa.index.Index, "_hybrid", "hybrid candidates and fusion (total)"),
-    ]
-    originals = []
-    for owner, name, label in steps:
-        if not hasattr(owner, name):
-            continue
-        original = getattr(owner, name)
-        originals.append((owner, name, original))
-
-        def timed(*args: Any, _original: Any = original, _label: str = label, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - started
-
-        setattr(owner, name, timed)
+    contents, encoder = index.contents, index.encoder
     profile: dict[str, dict[str, float]] = {}
-    try:
-        for mode in ("hybrid", "dense", "lexical"):
-            spent.clear()
-            started = time.perf_counter()
-            for question in questions:
-                index.search(question, K, mode=mode)
-            total = time.perf_counter() - started
-            profile[mode] = {"total": round(total / len(questions) * 1e3, 3)} | {
-                label: round(seconds / len(questions) * 1e3, 3) for label, seconds in spent.items()
-            }
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
+    for mode in ("hybrid", "dense", "lexical"):
+        spent = dict.fromkeys(["encode question", "question words (BM25)", "rank passages", "highlight (total)"], 0.0)
+        started = time.perf_counter()
+        for question in questions:
+            marks = [time.perf_counter()]
+            query = encoder.encode_query(question)
+            marks.append(time.perf_counter())
+            terms = contents.lexical.terms(question)
+            marks.append(time.perf_counter())
+            ranked = retrieval.rank_passages(contents, query, terms, K, mode)
+            marks.append(time.perf_counter())
+            for row, _ in ranked:
+                retrieval.highlight(contents, row, query, terms)
+            marks.append(time.perf_counter())
+            for label, begin, end in zip(spent, marks, marks[1:], strict=False):
+                spent[label] += end - begin
+        total = time.perf_counter() - started
+        profile[mode] = {"total": round(total / len(questions) * 1e3, 3)} | {
+            label: round(seconds / len(questions) * 1e3, 3) for label, seconds in spent.items()
+        }
     return profile
 
 
@@ -338,14 +272,16 @@ def task_latency(params: dict[str, Any]) -> dict[str, Any]:
     import faiss
     import torch
 
-    from qa.embedding import Encoder
+    from qa.embedding import SentenceTransformerEncoder
     from qa.index import Index
 
-    _disable_query_cache()
-    index = Index.load(params["index"])
-    model = Encoder().model  # the one the index uses: models are loaded once per process
+    # No question vectors kept: every search embeds its question, as a new question does (asked in
+    # several modes back to back, it would otherwise be embedded by the first only).
+    encoder = SentenceTransformerEncoder(query_cache_size=0)
+    index = Index.load(params["index"], encoder=encoder)
+    model = encoder.model  # the one the index uses: models are loaded once per process
     # The floor searches the index's own vectors, in passage order.
-    vectors = index._passage_vectors(np.arange(len(index)))
+    vectors = index.contents.dense.vectors(np.arange(len(index)))
     floor_index = faiss.IndexFlatIP(vectors.shape[1])
     floor_index.add(vectors)
     indexed = {d["id"] for d in index.documents}
@@ -424,11 +360,11 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     import shutil
 
     from qa.documents import Document
-    from qa.embedding import Encoder
-    from qa.index import Index, embedding_text
+    from qa.embedding import SentenceTransformerEncoder, embedding_text
+    from qa.index import Index
 
     documents = _documents(params["source"])
-    model = Encoder().model
+    model = SentenceTransformerEncoder().model
     _warm(model, DEFAULT_BATCH_SIZE)
     resident = _rss()
     started = time.perf_counter()
@@ -444,17 +380,18 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     bare_times: list[float] = []
     texts = 0
     stages: dict[str, float] = {}
-    _timed_stages(stages)
     for _ in range(params["repeats"]):
-        stages.clear()
         started = time.perf_counter()
         new = Index.build(documents, previous=old, progress=False)
-        stages["build (total)"] = time.perf_counter() - started
+        stages = {
+            "build (total)": time.perf_counter() - started,
+            **(new.build_report.stage_seconds if new.build_report else {}),
+        }
         new.save(scratch / "updated")
         update_times.append(time.perf_counter() - started)
         rows = [i for i, p in enumerate(new.passages) if p.doc_id == changed.id]
         own = [embedding_text(new.passages[i]) for i in rows] + [
-            new.passages[i].text[s:e] for i in rows for s, e in new._sentences[i]
+            new.passages[i].text[s:e] for i in rows for s, e in new.contents.sentences[i]
         ]
         texts = len(own)
         started = time.perf_counter()

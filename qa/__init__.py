@@ -8,15 +8,15 @@ Example:
 
 from __future__ import annotations
 
-from qa.documents import Document
+from qa.documents import Corpus, Document, read_corpus
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexBusy, IndexNotFound, QAError
 from qa.passage import Hit, Passage
 from qa.splitting import split_document, split_text
-
-__version__ = "0.1.0"
+from qa.version import __version__
 
 # Index and retrieve pull in numpy and FAISS: they are imported on first use so `import qa` stays cheap.
 __all__ = [
+    "Corpus",
     "Document",
     "EmptyCorpus",
     "Hit",
@@ -27,6 +27,7 @@ __all__ = [
     "Passage",
     "QAError",
     "__version__",
+    "read_corpus",
     "retrieve",
     "split_document",
     "split_text",

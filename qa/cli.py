@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,39 +31,33 @@ def _default_index() -> Path:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from qa.api import default_corpus
+    from qa.api import default_corpus, refresh
     from qa.documents import describe_unread, unread_types
-    from qa.errors import IncompatibleIndex, IndexNotFound
-    from qa.index import Index
-    from qa.storage import writer_lock
 
     corpus = Path(args.corpus) if args.corpus else default_corpus()
     output = Path(args.output) if args.output else _default_index()
     started = time.perf_counter()
-    with writer_lock(output, wait=args.wait):
-        previous = None
-        with contextlib.suppress(IndexNotFound, IncompatibleIndex):  # then there is nothing to reuse
-            previous = Index.load(output)
-        index = Index.build(
-            corpus,
-            model=args.model,
-            max_words=args.max_words,
-            overlap=args.overlap,
-            index_type=args.index_type,
-            batch_size=args.batch_size,
-            progress=False if args.quiet else None,
-            previous=previous,
-            backend=args.backend,
-            uri=args.uri,
-            passage_vectors_from=args.passage_vectors,
-        )
-        index.save(output)
-    dense = index.manifest["dense"]
-    where = f", Milvus collection {dense['collection']} at {dense['uri']}" if dense.get("backend") == "milvus" else ""
+    index = refresh(
+        output,
+        corpus,
+        wait=args.wait,
+        rebuild=True,
+        model=args.model,
+        max_words=args.max_words,
+        overlap=args.overlap,
+        index_type=args.index_type,
+        batch_size=args.batch_size,
+        progress=False if args.quiet else None,
+        backend=args.backend,
+        uri=args.uri,
+        passage_vectors_from=args.passage_vectors,
+    )
+    dense = index.manifest.dense
+    where = f", Milvus collection {dense['collection']} at {dense['uri']}" if index.manifest.backend == "milvus" else ""
     seconds = time.perf_counter() - started
     print(
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
-        f"-> {output} (model {index.manifest['model']}, {dense['type']} index{where})"
+        f"-> {output} (model {index.manifest.model}, {index.manifest.dense_type} index{where})"
     )
     if unread := describe_unread(unread_types(corpus)):  # files of types qa does not read: what the index lacks
         print(unread)
@@ -112,38 +108,47 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from qa.documents import describe_unread, unread_types
-    from qa.index import Index, corpus_change, manifest_corpus, manifest_passage_vectors
+    from qa.build import corpus_change, settings_change
+    from qa.documents import describe_unread, read_corpus, unread_types
+    from qa.embedding import load_encoder
+    from qa.errors import EmptyCorpus
+    from qa.manifest import read_manifest
 
     path = Path(args.index) if args.index else _default_index()
-    manifest = Index.read_manifest(path)
-    corpus = manifest_corpus(path, manifest)
+    manifest = read_manifest(path)
+    corpus = manifest.corpus_folder(path)
     unread: dict[str, int] = {}
     if corpus is None:
         state = "unknown (built from documents given in Python)"
     elif not corpus.is_dir():
         state = f"unknown (the corpus folder {corpus} is gone)"
     else:
-        reason = corpus_change(manifest, corpus)
+        try:
+            read = read_corpus(corpus)
+            reason = settings_change(manifest, encoder=load_encoder(manifest.model)) or corpus_change(
+                manifest, read.folder, read.documents
+            )
+        except EmptyCorpus as error:
+            reason = str(error)
         state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
         unread = unread_types(corpus)
     if args.json:
-        record = {**manifest, "index": str(path), "stale": state != "fresh", "not_read": unread}
+        record = {**manifest.to_json(), "index": str(path), "stale": state != "fresh", "not_read": unread}
         print(json.dumps(record, ensure_ascii=False))
         return 0
-    dense = manifest["dense"]
+    dense = manifest.dense
     print(f"index:      {path}")
-    print(f"corpus:     {corpus}  ({manifest['corpus']['documents']} documents)")
+    print(f"corpus:     {corpus}  ({manifest.corpus.documents} documents)")
     if unread:
         print(f"            {describe_unread(unread)} (qa reads .txt, .md, .html, .pdf and .docx)")
     print(f"state:      {state}")
-    print(f"passages:   {manifest['count']} ({manifest['sentences']} sentences)")
-    print(f"model:      {manifest['model']} ({manifest['dim']} dimensions)")
-    print(f"chunking:   max_words={manifest['chunking']['max_words']}, overlap={manifest['chunking']['overlap']}")
-    print(f"embedding:  passage vectors {manifest_passage_vectors(manifest)}")
-    print(f"vectors:    {dense['type']} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
-    print(f"built:      {manifest.get('created')} by qa {manifest.get('qa_version')}")
-    print(f"format:     {manifest['format_version']}")
+    print(f"passages:   {manifest.count} ({manifest.sentences} sentences)")
+    print(f"model:      {manifest.model} ({manifest.dim} dimensions)")
+    print(f"chunking:   max_words={manifest.chunking.max_words}, overlap={manifest.chunking.overlap}")
+    print(f"embedding:  passage vectors {manifest.passage_vectors}")
+    print(f"vectors:    {manifest.dense_type} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
+    print(f"built:      {manifest.created} by qa {manifest.qa_version}")
+    print(f"format:     {manifest.format_version}")
     return 0
 
 
@@ -208,7 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ui.app import serve
+    from qa.ui.app import serve
 
     return int(serve(args))
 
@@ -317,6 +322,45 @@ def _apply_defaults(args: argparse.Namespace) -> None:
         args.batch_size = DEFAULT_BATCH_SIZE
 
 
+# What to do about the file-system errors a user can fix; any other gets the generic advice.
+_ACCESS = "check that you may read it and write in its folder, or choose another path"
+_OS_ERROR_ADVICE = {
+    errno.EACCES: _ACCESS,
+    errno.EPERM: _ACCESS,
+    errno.EROFS: "it is on a read-only file system: choose another path",
+    errno.ENOENT: "check that it exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "it is a folder where qa needs a file: move it away or choose another path",
+    errno.EEXIST: "it is a file where qa needs a folder: move it away or choose another path",
+    errno.ENOSPC: "the disk is full: free some space and try again",
+    errno.EDQUOT: "the disk quota is used up: free some space and try again",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a file-system error: the path it concerns, the system's reason, and what to do."""
+    reason = error.strerror or str(error)
+    advice = _OS_ERROR_ADVICE.get(error.errno or 0, "check the path and try again")
+    paths = [
+        os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else str(path)
+        for path in (error.filename, error.filename2)
+        if path is not None
+    ]
+    # A path is shown as it is unless it holds a line break or another control character.
+    shown = [path if path.isprintable() else repr(path) for path in paths]
+    where = f"{' -> '.join(shown)}: " if shown else ""
+    return f"{where}{reason}; {advice}"
+
+
+def _fail(message: str, *, verbose: bool) -> int:
+    """Report the error being handled: its traceback with ``-v``, then one line; the exit status is 1."""
+    if verbose:
+        traceback.print_exc()
+    print(f"qa: error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -329,10 +373,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.setLevel(logging.INFO if args.verbose else logging.WARNING)
     _apply_defaults(args)
     try:
-        return int(args.handler(args))
-    except (QAError, ValueError) as error:
-        print(f"qa: error: {error}", file=sys.stderr)
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, so that a reader gone away is caught below rather than at exit
+        return code
+    except BrokenPipeError:
+        # Whoever read the results stopped early (qa ask ... | head): nothing to report. Python's advice: point
+        # stdout at /dev/null, or flushing it at exit fails again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (QAError, ValueError) as error:
+        return _fail(str(error), verbose=args.verbose)
+    except OSError as error:
+        return _fail(os_error_message(error), verbose=args.verbose)
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130

@@ -107,6 +107,10 @@ class _HTMLToText(HTMLParser):
         self.current = []
         self.prefix = ""
 
+    def close(self) -> None:
+        super().close()
+        self._flush()  # the text after the last block
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title" and not self._titled:  # the page's title, not an SVG's
             self._in_title = True
@@ -151,7 +155,6 @@ def html_to_text(html: str) -> tuple[str, str]:
     parser = _HTMLToText()
     parser.feed(html)
     parser.close()
-    parser._flush()
     blocks: list[str] = []
     for line in parser.lines:
         # List items stay together; every other block is its own paragraph.
@@ -182,7 +185,7 @@ def read_document(path: Path, doc_id: str) -> Document | None:
             return None
         raw = path.read_bytes()
     except OSError as error:
-        logger.warning("skipped %s: cannot read it (%s)", path, error.strerror or error)
+        logger.warning("skipped %s: cannot read it (%s); check that you may read it", path, error.strerror or error)
         return None
     if path.suffix.lower() in BINARY_SUFFIXES:
         from qa.readers import ReadError, read_binary
@@ -226,7 +229,12 @@ def iter_document_paths(folder: Path) -> Iterator[tuple[Path, str]]:
     """
     root = folder.resolve()
     found: list[tuple[Path, str, bool]] = []  # (path, its real path, whether it is a link)
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    # os.walk passes over a folder it cannot list without a word unless told: say which, as for a file.
+    def unlistable(error: OSError) -> None:
+        logger.warning("skipped %s: cannot list it (%s); check that you may read it", error.filename, error.strerror)
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
         kept = []
         for name in sorted(dirnames):
             if name.startswith("."):
@@ -290,22 +298,52 @@ def describe_unread(counts: dict[str, int]) -> str:
     return "not read: " + ", ".join(f"{n} {suffix}" for suffix, n in counts.items())
 
 
-def load_folder(folder: str | os.PathLike[str]) -> list[Document]:
-    """Read every ``.txt``, ``.md``, ``.html``, ``.pdf`` and ``.docx`` file below ``folder``, recursively, sorted by path.
+@dataclass(frozen=True)
+class Corpus:
+    """The documents of a folder, read once: to check an index against and to build it from."""
 
-    Raises:
-        EmptyCorpus: the folder is missing or has no readable document.
-    """
+    folder: Path
+    """The folder, absolute."""
+    documents: tuple[Document, ...]
+
+
+def _corpus_folder(folder: str | os.PathLike[str]) -> Path:
     path = Path(folder)
     if not path.is_dir():
         raise EmptyCorpus(
             f"corpus folder {str(path)!r} does not exist or is not a folder; "
             "give a folder of .txt, .md, .html, .pdf or .docx files"
         )
-    documents = [doc for p, doc_id in iter_document_paths(path) if (doc := read_document(p, doc_id))]
+    return path.resolve()
+
+
+def iter_documents(folder: str | os.PathLike[str]) -> Iterator[Document]:
+    """The readable documents below ``folder``, read one at a time as they are asked for, sorted by path.
+
+    Raises:
+        EmptyCorpus: The folder is missing (at once, before the first document is asked for).
+    """
+    root = _corpus_folder(folder)
+
+    def read() -> Iterator[Document]:
+        for path, doc_id in iter_document_paths(root):
+            if (document := read_document(path, doc_id)) is not None:
+                yield document
+
+    return read()
+
+
+def read_corpus(folder: str | os.PathLike[str]) -> Corpus:
+    """Read every ``.txt``, ``.md``, ``.html``, ``.pdf`` and ``.docx`` file below ``folder``, recursively, sorted by path.
+
+    Raises:
+        EmptyCorpus: The folder is missing or has no readable document.
+    """
+    root = _corpus_folder(folder)
+    documents = tuple(iter_documents(root))
     if not documents:
-        raise no_documents(path)
-    return documents
+        raise no_documents(Path(folder))
+    return Corpus(root, documents)
 
 
 def no_documents(folder: Path) -> EmptyCorpus:
@@ -313,11 +351,3 @@ def no_documents(folder: Path) -> EmptyCorpus:
         f"{str(folder)!r} has no readable documents: add UTF-8 .txt, .md or .html files, or .pdf or .docx files, "
         "with text to it"
     )
-
-
-def fingerprint(documents: list[Document]) -> str:
-    """A hash of the documents' ids and contents: equal exactly when the corpus is unchanged."""
-    digest = hashlib.sha256()
-    for doc in sorted(documents, key=lambda d: d.id):
-        digest.update(f"{doc.id}\0{doc.title}\0{doc.content_hash}\n".encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()

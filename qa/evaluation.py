@@ -1,7 +1,10 @@
-"""Measuring retrieval: SQuAD v1.1 (does a top passage contain the answer?) and BEIR (nDCG@10, recall@100).
+"""Measuring retrieval: SQuAD v1.1 (does the first highlighted sentence, or a top passage, hold the
+answer?) and BEIR (nDCG@10, recall@100).
 
 SQuAD articles are indexed as whole documents, split by qa's own splitter, not as the gold paragraphs:
-what is measured is what a user of qa gets.
+what is measured is what a user of qa gets. What a person reads first is the highlighted sentence of
+the first hit, so the lead metric is answer-sentence@1: that sentence covers a gold answer at the
+answer's own place in the document (SQuAD's ``answer_start``), not merely the same words elsewhere.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from qa.documents import Document
 from qa.index import Index
+from qa.passage import Hit
 from qa.retrieval import MODES
 
 HIT_KS = (1, 3, 5, 10)
@@ -27,6 +31,8 @@ class SquadQuestion:
     article: int
     question: str
     answers: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...] = ()
+    """Where the gold answers are in the article's document text: ``(start, end)`` offsets."""
 
 
 def load_squad(path: str | os.PathLike[str]) -> tuple[list[Document], list[SquadQuestion]]:
@@ -37,12 +43,20 @@ def load_squad(path: str | os.PathLike[str]) -> tuple[list[Document], list[Squad
         raise ValueError(f"{path} is not a SQuAD v1.1 JSON file ({error}); give dev-v1.1.json") from error
     documents, questions = [], []
     for number, article in enumerate(data):
-        text = "\n\n".join(paragraph["context"].strip() for paragraph in article["paragraphs"])
-        documents.append(Document(id=article["title"], text=text, title=article["title"].replace("_", " ")))
+        parts, offset = [], 0
         for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            stripped = context.strip()
+            # answer_start counts from the paragraph as given; the document holds it stripped.
+            shift = offset - (len(context) - len(context.lstrip()))
             for qa in paragraph["qas"]:
                 answers = tuple(sorted({a["text"] for a in qa["answers"]}))
-                questions.append(SquadQuestion(number, qa["question"], answers))
+                spans = {(a["answer_start"] + shift, a["answer_start"] + shift + len(a["text"])) for a in qa["answers"]}
+                questions.append(SquadQuestion(number, qa["question"], answers, tuple(sorted(spans))))
+            parts.append(stripped)
+            offset += len(stripped) + 2  # the blank line between paragraphs
+        text = "\n\n".join(parts)
+        documents.append(Document(id=article["title"], text=text, title=article["title"].replace("_", " ")))
     return documents, questions
 
 
@@ -89,32 +103,69 @@ def load_beir_corpus(folder: str | os.PathLike[str]) -> list[Document]:
     return documents
 
 
+def covers_answer(hit: Hit, spans: Sequence[tuple[int, int]]) -> bool:
+    """Whether the hit's first highlighted sentence covers a gold answer at its place in the document."""
+    if not hit.highlights:
+        return False
+    start, end = hit.highlights[0]
+    return any(hit.start + start <= a and b <= hit.start + end for a, b in spans)
+
+
 @dataclass
-class SquadScores:
-    """Accumulates hit@k, MRR@10 and how often the highlight holds the answer."""
+class _Ranks:
+    """Where the first right answer was in each question's top 10: hit@k and MRR@10 of one criterion."""
 
     hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(HIT_KS, 0))
     reciprocal_ranks: float = 0.0
-    highlight_hits: int = 0
-    highlight_cases: int = 0
-    questions: int = 0
 
-    def add(self, hit_texts: Sequence[str], highlights: Sequence[str], answers: Sequence[str]) -> None:
-        self.questions += 1
-        rank = next((r for r, text in enumerate(hit_texts[:10], 1) if any(a in text for a in answers)), None)
+    def add(self, rank: int | None) -> None:
         if rank is not None:
             self.reciprocal_ranks += 1 / rank
             for k in HIT_KS:
                 self.hits[k] += rank <= k
-        if hit_texts and any(a in hit_texts[0] for a in answers):
+
+
+def _first(found: Sequence[bool]) -> int | None:
+    return next((rank for rank, ok in enumerate(found[:10], 1) if ok), None)
+
+
+@dataclass
+class SquadScores:
+    """Accumulates, over questions, the ranks at which answers were found, by four criteria.
+
+    - passage (hit@k, MRR@10): a top-k passage contains a gold answer's words;
+    - answer sentence (answer-sentence@k, sentence MRR@10): the first highlight of one of the top k hits
+      covers a gold answer at its place in the document;
+    - the same by containment: the highlighted sentence contains a gold answer's words;
+    - highlight: of the first hits that contain the answer, how often their highlight does too.
+    """
+
+    passage: _Ranks = field(default_factory=_Ranks)
+    sentence: _Ranks = field(default_factory=_Ranks)
+    sentence_words: _Ranks = field(default_factory=_Ranks)
+    highlight_hits: int = 0
+    highlight_cases: int = 0
+    questions: int = 0
+
+    def add(self, hits: Sequence[Hit], question: SquadQuestion) -> None:
+        self.questions += 1
+        answers = question.answers
+        self.passage.add(_first([any(a in hit.text for a in answers) for hit in hits]))
+        self.sentence.add(_first([covers_answer(hit, question.spans) for hit in hits]))
+        self.sentence_words.add(_first([any(a in hit.highlighted_text for a in answers) for hit in hits]))
+        if hits and any(a in hits[0].text for a in answers):
             self.highlight_cases += 1
-            self.highlight_hits += any(a in highlights[0] for a in answers)
+            self.highlight_hits += any(a in hits[0].highlighted_text for a in answers)
 
     def summary(self) -> dict[str, float]:
         n = max(self.questions, 1)
         return {
-            **{f"hit@{k}": self.hits[k] / n for k in HIT_KS},
-            "mrr@10": self.reciprocal_ranks / n,
+            **{f"hit@{k}": self.passage.hits[k] / n for k in HIT_KS},
+            "mrr@10": self.passage.reciprocal_ranks / n,
+            **{f"sentence@{k}": self.sentence.hits[k] / n for k in HIT_KS},
+            "sentence_mrr@10": self.sentence.reciprocal_ranks / n,
+            **{f"sentence_words@{k}": self.sentence_words.hits[k] / n for k in HIT_KS},
+            "sentence_words_mrr@10": self.sentence_words.reciprocal_ranks / n,
             "highlight": self.highlight_hits / max(self.highlight_cases, 1),
             "questions": self.questions,
         }
@@ -147,7 +198,7 @@ def evaluate_squad(
     questions = [q for q in questions if q.article in chosen][:max_questions]
     options = build_options or {}
     pooled = Index.build(documents, progress=progress, **options)
-    pooled._encoder.warm_queries([q.question for q in questions])
+    pooled.encoder.warm_queries([q.question for q in questions])
     results: dict[str, dict[str, dict[str, float]]] = {}
     groups: dict[str, Any] = {"": lambda q: True}
     if split_at is not None:
@@ -174,9 +225,7 @@ def evaluate_squad(
                 seconds[mode] += time.perf_counter() - started
                 for suffix, belongs in groups.items():
                     if belongs(question):
-                        scores[suffix, mode].add(
-                            [h.text for h in hits], [h.highlighted_text for h in hits], question.answers
-                        )
+                        scores[suffix, mode].add(hits, question)
         for suffix in groups:
             results[setting + suffix] = {
                 mode: {**scores[suffix, mode].summary(), "ms_per_query": 1000 * seconds[mode] / max(len(questions), 1)}
@@ -219,7 +268,7 @@ def evaluate_beir(
             others = [d for d in documents if d.id not in judged][: max(0, max_documents - len(judged))]
             documents = [d for d in documents if d.id in judged] + others
         index = Index.build(documents, progress=progress, **(build_options or {}))
-    index._encoder.warm_queries([text for _, text in chosen])
+    index.encoder.warm_queries([text for _, text in chosen])
     results = {}
     for mode in modes:
         ndcg = recall = 0.0
@@ -244,14 +293,28 @@ def build_beir_index(
     return Index.build(load_beir_corpus(folder), progress=progress, **(build_options or {}))
 
 
+SQUAD_COLUMNS = (
+    ("answer-sentence@1", "sentence@1"),
+    ("@5", "sentence@5"),
+    ("sentence MRR@10", "sentence_mrr@10"),
+    ("by words@1", "sentence_words@1"),
+    ("by words MRR@10", "sentence_words_mrr@10"),
+    ("hit@1", "hit@1"),
+    ("hit@5", "hit@5"),
+    ("hit@10", "hit@10"),
+    ("MRR@10", "mrr@10"),
+    ("highlight", "highlight"),
+)
+
+
 def squad_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["| setting | mode | hit@1 | hit@3 | hit@5 | hit@10 | MRR@10 | highlight | questions |", "|---" * 9 + "|"]
+    """Markdown: answer-sentence@k exactly and by words, passage hit@k, MRR@10 and highlight rate."""
+    header = ["setting", "mode", *(name for name, _ in SQUAD_COLUMNS), "questions"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for setting, by_mode in results.items():
         for mode, m in by_mode.items():
-            lines.append(
-                f"| {setting} | {mode} | {m['hit@1']:.3f} | {m['hit@3']:.3f} | {m['hit@5']:.3f} | {m['hit@10']:.3f} "
-                f"| {m['mrr@10']:.3f} | {m['highlight']:.3f} | {int(m['questions'])} |"
-            )
+            cells = [f"{m[key]:.3f}" for _, key in SQUAD_COLUMNS]
+            lines.append(f"| {setting} | {mode} | " + " | ".join(cells) + f" | {int(m['questions'])} |")
     return "\n".join(lines)
 
 

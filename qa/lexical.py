@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from qa.rows import RowMap
 
 # The tokenisation is part of the index format: a query must be cut as the passages were.
 TOKEN_PATTERN = r"(?u)\b\w+\b"
@@ -27,6 +29,17 @@ BM25_PARAMS = {"k1": BM25_K1, "b": BM25_B, "method": "lucene"}
 
 
 _WORD = re.compile(TOKEN_PATTERN)
+SCORE_SLICE = 1 << 20
+"""Entries of the score matrix computed at once: 8 MB per float64 temporary, where all at once had made
+BM25 the peak of a large build's memory."""
+
+
+def lexical_text(text: str, acronyms: Mapping[str, str]) -> str:
+    """What BM25 counts: the text, plus the long form of each acronym it uses ("NPT" also counts as "treaty")."""
+    extra = [long for short, long in acronyms.items() if long not in text and re.search(rf"\b{short}\b", text)]
+    return " ".join([text, *extra])
+
+
 _stemmers = threading.local()  # a PyStemmer stemmer keeps state: one per thread
 
 
@@ -99,7 +112,7 @@ def count_terms(texts: Iterable[str], vocabulary: dict[str, int]) -> TermCounts:
     return TermCounts(np.frombuffer(indptr, np.int64), np.frombuffer(ids, np.int32), np.frombuffer(counts, np.int32))
 
 
-def bm25_matrix(terms: TermCounts, vocabulary_size: int) -> dict[str, Any]:
+def bm25_matrix(terms: TermCounts, vocabulary_size: int, *, score_slice: int = SCORE_SLICE) -> dict[str, Any]:
     """bm25s's score matrix (``BM25.scores``: words × passages, compressed by word) for these counts.
 
     Lucene's BM25, as ``bm25s.BM25(method="lucene")`` computes it (a test holds them equal), in a few
@@ -120,8 +133,8 @@ def bm25_matrix(terms: TermCounts, vocabulary_size: int) -> dict[str, Any]:
     passage_norms = BM25_K1 * ((1 - BM25_B) + BM25_B * lengths / average)
     scores = np.empty(len(terms.ids), dtype=np.float32)
     # In slices: float64 temporaries of every entry at once would be the peak of a large build.
-    for start in range(0, len(scores), _SCORE_SLICE):
-        stop = min(start + _SCORE_SLICE, len(scores))
+    for start in range(0, len(scores), score_slice):
+        stop = min(start + score_slice, len(scores))
         rows = np.searchsorted(terms.indptr, np.arange(start, stop), side="right") - 1
         counts = terms.counts[start:stop].astype(np.float32)
         scores[start:stop] = idf[terms.ids[start:stop]] * (counts / (passage_norms[rows] + counts))
@@ -133,9 +146,6 @@ def bm25_matrix(terms: TermCounts, vocabulary_size: int) -> dict[str, Any]:
         "indptr": by_word.indptr,
         "num_docs": passages,
     }
-
-
-_SCORE_SLICE = 1 << 20  # entries scored at once: 8 MB per float64 temporary
 
 
 @dataclass(frozen=True)
@@ -158,14 +168,17 @@ class LexicalIndex:
         self._term_counts = term_counts  # None in an index saved before qa kept them
 
     @classmethod
-    def build(cls, texts: Iterable[str]) -> LexicalIndex:
-        """Index ``texts``, one passage each (a generator stays one: each text is counted and dropped)."""
-        vocabulary: dict[str, int] = {}
-        return cls._from_counts(count_terms(texts, vocabulary), vocabulary)
+    def build(cls, texts: Iterable[str], *, score_slice: int = SCORE_SLICE) -> LexicalIndex:
+        """Index ``texts``, one passage each (a generator stays one: each text is counted and dropped).
 
-    def updated(self, previous_rows: np.ndarray, new_texts: Iterable[str]) -> LexicalIndex:
-        """A new index of the same collection changed: passage ``i`` is this index's passage
-        ``previous_rows[i]``, or where that is -1, the next of ``new_texts``. Only those are tokenized.
+        ``score_slice``: how many entries of the score matrix are computed at once (memory, not results).
+        """
+        vocabulary: dict[str, int] = {}
+        return cls._from_counts(count_terms(texts, vocabulary), vocabulary, score_slice)
+
+    def updated(self, rows: RowMap, new_texts: Iterable[str]) -> LexicalIndex:
+        """A new index of the same collection changed: the passages ``rows`` keeps are this index's, and
+        the others, in order, are ``new_texts``. Only those are tokenized.
 
         Raises:
             ValueError: This index was saved without its word counts (by an earlier qa); build anew.
@@ -177,11 +190,12 @@ class LexicalIndex:
         vocabulary = dict(self._bm25.vocab_dict)
         old = self._term_counts
         new = count_terms(new_texts, vocabulary)
-        rows = np.asarray(previous_rows, dtype=np.int64).copy()
-        added = rows < 0
-        if int(added.sum()) != new.passages:
-            raise ValueError(f"{int(added.sum())} passages are new but {new.passages} texts were given")
-        rows[added] = old.passages + np.arange(new.passages)
+        added = rows.added
+        if len(added) != new.passages:
+            raise ValueError(f"{len(added)} passages are new but {new.passages} texts were given")
+        order = np.empty(rows.count, dtype=np.int64)  # the row of each passage among old and new counts
+        order[rows.new] = rows.old
+        order[added] = old.passages + np.arange(new.passages)
         both = scipy.sparse.csr_matrix(
             (
                 np.concatenate([old.counts, new.counts]),
@@ -189,16 +203,18 @@ class LexicalIndex:
                 np.concatenate([old.indptr, new.indptr[1:] + old.indptr[-1]]),
             ),
             shape=(old.passages + new.passages, len(vocabulary)),
-        )[rows]
+        )[order]
         counts = TermCounts(both.indptr.astype(np.int64), both.indices.astype(np.int32), both.data.astype(np.int32))
         return self._from_counts(*_without_unused_words(counts, vocabulary))
 
     @classmethod
-    def _from_counts(cls, terms: TermCounts, vocabulary: dict[str, int]) -> LexicalIndex:
+    def _from_counts(
+        cls, terms: TermCounts, vocabulary: dict[str, int], score_slice: int = SCORE_SLICE
+    ) -> LexicalIndex:
         import bm25s
 
         bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
-        bm25.scores = bm25_matrix(terms, len(vocabulary))
+        bm25.scores = bm25_matrix(terms, len(vocabulary), score_slice=score_slice)
         bm25.vocab_dict = vocabulary
         bm25.unique_token_ids_set = set(vocabulary.values())
         bm25.nonoccurrence_array = None  # what bm25s sets for Lucene scoring
@@ -212,6 +228,12 @@ class LexicalIndex:
     @property
     def count(self) -> int:
         return int(self._bm25.scores["num_docs"])
+
+    @property
+    def vocabulary(self) -> Mapping[str, int]:
+        """The words (stemmed, as counted) the passages hold, each with its column in the score matrix."""
+        vocabulary: Mapping[str, int] = self._bm25.vocab_dict
+        return vocabulary
 
     def terms(self, question: str) -> QueryTerms:
         """The question's words as BM25 counts them: those the index knows, with their weights (idf)."""

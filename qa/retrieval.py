@@ -1,33 +1,26 @@
-"""From a question to ranked passages: candidates from each index, fusion, and the answering sentence.
+"""From a question to ranked passages and the sentences that answer.
 
-Pure numpy on what the index holds, so the fusion can be measured and tuned apart from I/O.
+A question's path is one way: ``search`` checks it, embeds it and takes its words once; the fusion
+(``qa.fusion``) ranks candidate passages; each hit's answering sentence is highlighted. Each step is a
+function of the index's contents, so it can be measured and tuned on its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
-from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ("hybrid", "dense", "lexical")
-CANDIDATES = 100
-"""How many passages each index proposes before fusion; more than any k a person reads."""
+from qa.contents import IndexContents
+from qa.embedding import Encoder
+from qa.fusion import CANDIDATES, best_sentence, fused_candidates, sentence_scores, top_indices
+from qa.lexical import QueryTerms, lexical_text
+from qa.passage import Hit, page_at
 
+MODES = ("hybrid", "dense", "lexical")
 MAX_QUESTION_CHARS = 2_000
 """Longer questions are refused: the model reads about 1,000 characters, the rest would be dropped."""
-
-
-@dataclass(frozen=True)
-class FusionWeights:
-    """How much each signal counts in hybrid mode: the passage's and its best sentence's cosine, and BM25."""
-
-    passage: float = 1.0
-    sentence: float = 1.0
-    lexical: float = 1.0
-
-
-DEFAULT_WEIGHTS = FusionWeights()
 
 
 def check_question(question: object) -> str:
@@ -65,44 +58,53 @@ def check_mode(mode: object) -> str:
     return str(mode)
 
 
-def top_indices(scores: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the ``count`` highest scores, best first, ties broken by lower index."""
-    count = min(count, len(scores))
-    if count <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-scores, count - 1)[:count] if count < len(scores) else np.arange(len(scores))
-    order = np.lexsort((part, -scores[part]))
-    return part[order].astype(np.int64)
+def search(contents: IndexContents, encoder: Encoder, question: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
+    """The ``k`` passages of ``contents`` that best answer ``question``, best first; see ``Index.search``.
 
-
-def _standardized(values: np.ndarray) -> np.ndarray:
-    spread = float(values.std())
-    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
-
-
-def fuse(
-    passage_scores: np.ndarray,
-    sentence_scores: np.ndarray,
-    lexical_scores: np.ndarray,
-    weights: FusionWeights = DEFAULT_WEIGHTS,
-) -> np.ndarray:
-    """Hybrid score of each candidate: a weighted sum of its signals, each standardised over the candidates.
-
-    Standardising (z-scores) puts cosine similarities and unbounded BM25 scores on one scale; it measured
-    a little better than min-max scaling and much better than raw scores on SQuAD (README).
+    Raises:
+        ValueError: An empty or too long question, ``k < 1``, or an unknown mode.
     """
-    return (
-        weights.passage * _standardized(passage_scores)
-        + weights.sentence * _standardized(sentence_scores)
-        + weights.lexical * _standardized(lexical_scores)
-    ).astype(np.float32)
+    question = check_question(question)
+    k = check_k(k)
+    mode = check_mode(mode)
+    query = encoder.encode_query(question)
+    terms = contents.lexical.terms(question)  # once: ranking and every hit's highlight use them
+    hits = [
+        Hit(contents.passages[row], score, rank, highlight(contents, row, query, terms))
+        for rank, (row, score) in enumerate(rank_passages(contents, query, terms, k, mode), start=1)
+    ]
+    return [_with_page(hit, contents.pages.get(hit.doc_id, ())) for hit in hits] if contents.pages else hits
 
 
-HIGHLIGHT_LEXICAL_WEIGHT = 2.0
-"""Sentence BM25 counts twice the sentence's embedding similarity: measured best on SQuAD (README)."""
+def _with_page(hit: Hit, pages: tuple[int, ...]) -> Hit:
+    """``hit`` with the page its highlighted sentence (else its passage) starts on, if its document has pages."""
+    start = hit.start + (hit.highlights[0][0] if hit.highlights else 0)
+    return dataclasses.replace(hit, page=page_at(pages, start)) if pages else hit
 
 
-def best_sentence(dense_scores: np.ndarray, lexical_scores: np.ndarray) -> int:
-    """Index of the sentence that answers best: meaning and shared words, each standardised within the passage."""
-    combined = _standardized(dense_scores) + HIGHLIGHT_LEXICAL_WEIGHT * _standardized(lexical_scores)
-    return int(np.argmax(combined))
+def rank_passages(
+    contents: IndexContents, query: np.ndarray, terms: QueryTerms, k: int, mode: str
+) -> list[tuple[int, float]]:
+    """The ``k`` best passages for a question's vector and words, as ``(row, score)``, best first."""
+    count = len(contents)
+    if mode == "dense":
+        scores, ids = contents.dense.search(query[None, :], min(count, k))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    if mode == "lexical":
+        lexical = contents.lexical.scores(terms)
+        return [(int(i), float(lexical[i])) for i in top_indices(lexical, k)]
+    candidates = fused_candidates(contents, query, terms, min(count, max(k, CANDIDATES)))
+    return [(int(candidates.rows[j]), float(candidates.fused[j])) for j in top_indices(candidates.fused, k)]
+
+
+def highlight(
+    contents: IndexContents, passage: int, query: np.ndarray, terms: QueryTerms
+) -> tuple[tuple[int, int], ...]:
+    """The offsets in the passage's text of the sentence that answers best (none for a passage without any)."""
+    sentences = contents.sentences[passage]
+    if not sentences:
+        return ()
+    text = contents.passages[passage].text
+    acronyms = contents.acronyms[passage]
+    lexical = contents.lexical.text_scores(terms, [lexical_text(text[s:e], acronyms) for s, e in sentences])
+    return (sentences[best_sentence(sentence_scores(contents, passage, query), lexical)],)

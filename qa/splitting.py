@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_WORDS = 150
 DEFAULT_OVERLAP = 0
-SPLITTER_VERSION = 1
-"""Raise when a change here splits the same text differently: a rebuild then splits every document again."""
+SPLITTER_VERSION = 2
+"""Raise when a change here splits the same text differently: a rebuild then splits every document again.
+2: a list's lead-in ("... the need for:") and its items are one sentence."""
 
 _LINE = re.compile(r"[^\n]*\n?")
 _HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(\S.*?)[ \t#]*\n?$")
@@ -380,14 +381,23 @@ _BLOCK_START = re.compile(r"\n[ \t]*\n|\n(?=[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+
 def passage_sentences(text: str) -> list[tuple[int, int]]:
     """The sentences of a passage as ``(start, end)`` offsets: what a highlight can mark.
 
-    Paragraphs and list items are cut apart first, so a bullet is a sentence of its own.
+    Paragraphs and list items are cut apart first, so a bullet is a sentence of its own, except under a
+    lead-in that ends with a colon: "Experts emphasize the need for:" and its items are one thought,
+    and one sentence, so the highlight that marks it carries the list.
     """
     spans: list[tuple[int, int]] = []
-    begin = 0
-    for match in _BLOCK_START.finditer(text):
-        spans.extend(sentence_spans(text, begin, match.start()))
-        begin = match.end()
-    spans.extend(sentence_spans(text, begin, len(text)))
+    leading = False  # whether the last span is a lead-in (with the items gathered so far)
+    bounds = [0, *(m.end() for m in _BLOCK_START.finditer(text))]
+    stops = [m.start() for m in _BLOCK_START.finditer(text)] + [len(text)]
+    for begin, stop in zip(bounds, stops, strict=True):
+        block = sentence_spans(text, begin, stop)
+        if not block:
+            continue
+        if leading and _LIST_ITEM.match(text, begin):
+            spans[-1] = (spans[-1][0], block[-1][1])
+            continue
+        spans.extend(block)
+        leading = text[block[-1][1] - 1] == ":"
     return spans
 
 

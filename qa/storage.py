@@ -28,10 +28,6 @@ from typing import Any, TypeVar, cast
 
 from qa.errors import IndexBusy
 
-FORMAT_VERSION = 2
-"""The format a save writes. 2: an HNSW index updated in place numbers its vectors apart from the
-passages (``vector_rows.npy``), which a reader of format 1 would take for passage rows."""
-READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 VECTOR_ROWS = "vector_rows.npy"
@@ -256,53 +252,3 @@ def reads_index(read: Reader) -> Reader:
             return read(owner, path, *args, **kwargs)
 
     return cast(Reader, wrapper)
-
-
-# --------------------------------------------------------------------------------------- manifest
-
-
-def manifest_problems(manifest: dict[str, Any]) -> list[str]:
-    """What is wrong with the types of a manifest's fields (its presence is checked apart), as phrases."""
-    problems: list[str] = []
-
-    def whole(name: str, value: object, minimum: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            problems.append(f"{name} is {value!r}, not a whole number of at least {minimum}")
-
-    whole("dim", manifest.get("dim"), 1)
-    whole("count", manifest.get("count"), 0)
-    whole("sentences", manifest.get("sentences"), 0)
-    if not isinstance(manifest.get("model"), str) or not manifest["model"].strip():
-        problems.append(f"model is {manifest.get('model')!r}, not a model name")
-    chunking = manifest.get("chunking")
-    if not isinstance(chunking, dict):
-        problems.append(f"chunking is {chunking!r}, not an object")
-    else:
-        whole("chunking.max_words", chunking.get("max_words"), 1)
-        whole("chunking.overlap", chunking.get("overlap"), 0)
-    dense = manifest.get("dense")
-    if not isinstance(dense, dict) or not isinstance(dense.get("type"), str):
-        problems.append(f"dense is {dense!r}, not an object with a type")
-    corpus = manifest.get("corpus")
-    if not (
-        isinstance(corpus, dict)
-        and isinstance(corpus.get("path"), (str, type(None)))
-        and isinstance(corpus.get("fingerprint"), str)
-    ):
-        problems.append(f"corpus is {corpus!r}, not an object with a path and a fingerprint")
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        problems.append(f"files is {files!r}, not an object")
-        return problems
-    for name, record in files.items():
-        parts = Path(name).parts
-        if not name or Path(name).is_absolute() or ".." in parts or name.startswith("."):
-            problems.append(f"files names {name!r}, not a file inside the index folder")
-        elif not (
-            isinstance(record, dict)
-            and isinstance(record.get("sha256"), str)
-            and isinstance(record.get("bytes"), int)
-            and not isinstance(record.get("bytes"), bool)
-        ):
-            problems.append(f"files[{name!r}] is {record!r}, not {{bytes, sha256}}")
-    return problems

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qa import storage
+from qa.rows import RowMap
 
 BACKENDS = ("faiss", "milvus")
 
@@ -121,14 +122,14 @@ def prepare(backend: str, uri: str | None, index_type: str) -> Callable[[np.ndar
 
 
 def updated(
-    previous: VectorStore, previous_rows: np.ndarray, vectors: np.ndarray, backend: str, index_type: str
+    previous: VectorStore, rows: RowMap, vectors: np.ndarray, backend: str, index_type: str
 ) -> VectorStore | None:
     """``previous`` changed in place of built anew, where that is quicker and gives the same searches:
-    passage ``i`` of the new index is ``previous``'s passage ``previous_rows[i]``, or where that is -1,
-    new, with the vector ``vectors[i]``. ``None`` where a new store should be built instead.
+    the passages ``rows`` keeps are ``previous``'s, the others new, passage ``i`` with the vector
+    ``vectors[i]``. ``None`` where a new store should be built instead.
     """
     if backend == "faiss" and isinstance(previous, FaissStore):
-        return previous.updated(previous_rows, vectors, index_type)
+        return previous.updated(rows, vectors, index_type)
     return None
 
 
@@ -211,7 +212,7 @@ class FaissStore:
         index, params = build_dense_index(vectors, index_type)
         return cls(index, params)
 
-    def updated(self, previous_rows: np.ndarray, vectors: np.ndarray, index_type: str) -> FaissStore | None:
+    def updated(self, rows: RowMap, vectors: np.ndarray, index_type: str) -> FaissStore | None:
         """This HNSW store changed as :func:`updated` says, leaving this one as it is; ``None`` for a
         flat store (built anew as fast as copied), IVF-PQ, another index type or configuration wanted,
         or when more than ``MAX_REMOVED_SHARE`` of the graph would be removed vectors."""
@@ -219,15 +220,14 @@ class FaissStore:
 
         from qa.dense import HNSWConfig, hnsw_params, resolve_index_type
 
-        if self.params.get("type") != "hnsw" or resolve_index_type(index_type, len(previous_rows)) != "hnsw":
+        if self.params.get("type") != "hnsw" or resolve_index_type(index_type, rows.count) != "hnsw":
             return None
         if {**self.params, "type": "hnsw"} != hnsw_params(HNSWConfig()):
             return None  # built with other settings than today's defaults: build it as a new one would be
         old_slot_rows = self._slot_rows if self._slot_rows is not None else np.arange(self.count)
-        kept = previous_rows >= 0
         new_row_of_old = np.full(self.count + 1, -1, dtype=np.int64)  # the extra -1: a removed slot stays removed
-        new_row_of_old[previous_rows[kept]] = np.flatnonzero(kept)
-        added = np.flatnonzero(~kept)
+        new_row_of_old[rows.old] = rows.new
+        added = rows.added
         slot_rows = np.concatenate([new_row_of_old[old_slot_rows], added])
         if np.count_nonzero(slot_rows < 0) > MAX_REMOVED_SHARE * len(slot_rows):
             return None

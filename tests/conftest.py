@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 import qa
-from qa.embedding import Encoder
+from qa.embedding import Encoder, load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -56,7 +59,7 @@ def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
-    encoder = Encoder()
+    encoder = load_encoder()
     encoder.model  # noqa: B018 - load once for the whole run
     return encoder
 
@@ -83,3 +86,33 @@ def writable_article(tmp_path: Path, article_index_path: Path) -> tuple[Path, Pa
     shutil.copytree(article_index_path.parent / "corpus", tmp_path / "corpus")
     shutil.copytree(article_index_path, tmp_path / "index")
     return tmp_path / "corpus", tmp_path / "index"
+
+
+class RecordingEncoder:
+    """An encoder that is another one, recording every text it is asked to embed (an ``Encoder`` by delegation)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.inner = encoder
+        self.name = encoder.name
+        self.texts: list[str] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self.inner.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def encode(self, texts: Sequence[str], **options: Any) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.inner.encode(texts, **options)
+
+    def encode_query(self, question: str) -> np.ndarray:
+        return self.inner.encode_query(question)
+
+    def warm_queries(self, questions: Sequence[str], **options: Any) -> None:
+        self.inner.warm_queries(questions, **options)

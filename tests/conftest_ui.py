@@ -7,10 +7,16 @@ built in temporary folders, never the repository's ``index/``.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "Which treaty has Pakistan not joined?"
@@ -26,12 +32,41 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(demo: Any) -> Iterator[str]:
-    """Serve a ``create_app`` result on a free loopback port; yield its URL; stop it after."""
-    from ui.app import launch
+def serving(demo: Any, **options: Any) -> Iterator[str]:
+    """Serve a ``create_app`` result on a free loopback port (``launch`` takes ``options``); yield its URL; stop it."""
+    from qa.ui.app import launch
 
-    url = launch(demo, host="127.0.0.1", port=free_port())
+    url = launch(demo, host="127.0.0.1", port=free_port(), **options)
     try:
         yield url
     finally:
         demo.close(verbose=False)
+
+
+@contextlib.contextmanager
+def qa_serve(index: Path, corpus: Path, log: Path, *options: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run the real ``qa serve`` on a free port with ``options``; yield its loopback URL once it answers; stop it."""
+    port = free_port()
+    command = [sys.executable, "-m", "qa", "serve", "-i", str(index), "--corpus", str(corpus), "--port", str(port)]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server
+        server = subprocess.Popen([*command, *options], cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, f"qa serve exited: {log.read_text(errors='replace')}"
+            try:
+                httpx.get(url, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "qa serve did not start within 120 s"
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -5,6 +5,7 @@ Without chromium these tests are skipped, unless QA_REQUIRE_BROWSER=1 (CI), wher
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 
 from qa.index import Index
+from qa.ui.app import create_app
+from qa.ui.render import OFFSETS_TITLE
 from tests.conftest import require
-from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, serving
-from ui.app import create_app
+from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, qa_serve, serving
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +31,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 NOT_LOCAL = re.compile(r"^https?://(?!(127\.0\.0\.1|localhost)[:/])")
-SCREENSHOT = REPO / "docs" / "screenshot.png"
+SCREENSHOT_VARIABLE = "QA_SCREENSHOT"
+"""Where the answer page's screenshot goes: ``make screenshot`` sets it to README's docs/screenshot.png."""
 
 XSS_DOCUMENT = """# Unsafe <b>markup</b> notes
 
@@ -98,7 +101,9 @@ def ask(page: Any, url: str, question: str, *, mode: str | None = None) -> Any:
     return results
 
 
-def test_ask_shows_cards_with_the_answer_marked(page: Any, article_url: str, article_index: Index) -> None:
+def test_ask_shows_cards_with_the_answer_marked(
+    page: Any, article_url: str, article_index: Index, tmp_path: Path
+) -> None:
     results = ask(page, article_url, QUESTION)  # the default mode, hybrid
     first = results.locator(".qa-card").first
     first.wait_for()
@@ -109,12 +114,15 @@ def test_ask_shows_cards_with_the_answer_marked(page: Any, article_url: str, art
     assert first.locator("mark").all_inner_texts() == [expected.text[s:e] for s, e in expected.highlights]
     assert NPT_SECTION in first.locator(".qa-where").inner_text()
     footer = first.locator("footer").inner_text()
-    assert "putin-bush-pakistan-nuclear.md" in footer and "characters" in footer
+    assert footer == f"putin-bush-pakistan-nuclear.md · characters {expected.start}–{expected.end} of its text as read"
+    assert first.locator("footer .qa-offsets").get_attribute("title") == OFFSETS_TITLE
     assert first.locator(".qa-score").inner_text().strip() == f"{expected.score:.3f}"
     assert first.locator(".qa-bar > span").get_attribute("style") == "width: 100%"
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A temporary file unless asked for: a test run must not rewrite the tracked docs image.
+    screenshot = Path(os.environ.get(SCREENSHOT_VARIABLE) or tmp_path / "screenshot.png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_empty_question_is_a_message_not_an_error(page: Any, article_url: str) -> None:
@@ -136,15 +144,53 @@ def test_clicking_an_example_answers_it(page: Any, article_url: str) -> None:
     assert page.locator("#results .qa-card mark").count() >= 1
 
 
-def test_index_tab_describes_the_index(page: Any, article_url: str) -> None:
+def test_index_tab_describes_the_index(page: Any, article_url: str, article_index_path: Path) -> None:
     page.goto(article_url)
     page.get_by_role("tab", name="Index").click()
     info = page.locator("#index-info")
-    info.get_by_text("fresh").wait_for()
+    # The state's own element, not the text "fresh", which "restart qa serve to refresh it" also holds.
+    info.locator(".qa-fresh").wait_for()
+    assert info.locator(".qa-fresh").inner_text() == "fresh" and info.locator(".qa-stale").count() == 0
     text = info.inner_text()
     assert "Putin and Bush on Pakistan’s Nuclear Proliferation" in text and "all-MiniLM-L6-v2" in text
+    assert str(article_index_path.parent / "corpus") in text  # on loopback the page shows the full paths
     assert page.locator("#rebuild").is_disabled() and page.locator("#upload").is_disabled()
     assert "--allow-uploads" in page.get_by_text("Uploading and rebuilding are").inner_text()
+
+
+def test_index_tab_on_a_public_address_shows_no_path_of_the_machine(
+    page: Any, writable_article: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The real ``qa serve --host 0.0.0.0``: the Index tab names the folders, never the server's paths."""
+    corpus, index = writable_article
+    with qa_serve(index, corpus, tmp_path / "serve.log", "--host", "0.0.0.0") as url:
+        page.goto(url)
+        page.get_by_role("tab", name="Index").click()
+        info = page.locator("#index-info")
+        info.locator(".qa-fresh").wait_for()
+        summary = info.locator("table").first.locator("tr").all()
+        rows = {row.locator("th").inner_text(): row.locator("td").inner_text() for row in summary}
+        assert (rows["Index folder"], rows["Corpus folder"]) == ("index", "corpus")
+        assert str(tmp_path) not in page.content()
+
+
+def test_a_document_added_from_the_page_passes_the_upload_route_guard(
+    page: Any, writable_article: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The browser's own upload (what the guard of Gradio's upload route must let through when uploads are on)."""
+    corpus, index = writable_article
+    document = tmp_path / "giraffes.md"
+    document.write_text("# Giraffes\n\nGiraffes sleep less than two hours a day, standing up.\n", encoding="utf-8")
+    demo = create_app(index, corpus, allow_uploads=True)
+    with serving(demo) as url:
+        page.goto(url)
+        page.get_by_role("tab", name="Index").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(document))
+        page.locator("#upload-files").get_by_text("giraffes.md").wait_for()  # uploaded to the server
+        page.locator("#upload").click()
+        page.locator("#index-status").get_by_text("Added giraffes.md").wait_for(timeout=120_000)
+        assert (corpus / "giraffes.md").read_bytes() == document.read_bytes()
+        assert demo.upload_file_set and not any(Path(path).exists() for path in demo.upload_file_set)
 
 
 def test_document_markup_is_shown_as_text(page: Any, xss_url: str) -> None:

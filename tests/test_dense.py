@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qa import dense
 from qa.dense import (
     AUTO_EXACT_LIMIT,
     IVFPQ_MIN_COUNT,
@@ -130,8 +129,18 @@ def test_auto_is_exact_below_the_limit() -> None:
     assert params["type"] == "flat"
 
 
-def test_auto_limit_is_a_sensible_size() -> None:
-    assert 10_000 <= dense.AUTO_EXACT_LIMIT <= 1_000_000
+def test_auto_builds_hnsw_from_the_size_readme_gives() -> None:
+    import faiss
+
+    # README: "auto searches exactly below 25,000 passages". Built, not only named: the index built is the kind.
+    vectors, queries = clustered(25_000, 50, seed=4)
+    exact_index, params = build_dense_index(vectors[:24_999], "auto")
+    assert params["type"] == "flat" and isinstance(exact_index, faiss.IndexFlatIP)
+    graph, params = build_dense_index(vectors, "auto")
+    assert params["type"] == "hnsw" and isinstance(faiss.downcast_index(graph), faiss.IndexHNSWFlat)
+    assert graph.ntotal == 25_000
+    exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :K]
+    assert overlap(graph.search(queries, K)[1], exact) >= 0.9
 
 
 def test_explicit_types_are_kept_at_any_size() -> None:

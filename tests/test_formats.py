@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 import qa
-from qa.documents import load_folder
+from qa.documents import read_corpus
 from qa.passage import Hit, Passage, page_at
+from qa.ui.render import hit_card
+from qa.ui.uploads import MAX_BINARY_UPLOAD_BYTES, UploadRejected, store_upload
 from tests.conftest import SHARED_DATA, require_data
 from tests.make_files import docx_bytes, pdf_bytes, write
 from tests.test_cli import run_qa
-from ui.render import hit_card
-from ui.uploads import MAX_BINARY_UPLOAD_BYTES, UploadRejected, store_upload
 
 ENCRYPTED = SHARED_DATA / "pdf-samples" / "005-libreoffice-writer-password" / "libreoffice-writer-password.pdf"
 RIVERS = [
@@ -77,7 +77,7 @@ def test_build_reads_every_format_skips_the_bad_file_and_counts_unread_types(mix
     assert info.returncode == 0 and "not read: 2 .pptx, 1 .jpg, 1 .odt" in info.stdout and "fresh" in info.stdout
     as_json = json.loads(run_qa("info", "-i", str(index), "--json").stdout)
     assert as_json["not_read"] == {".pptx": 2, ".jpg": 1, ".odt": 1} and as_json["stale"] is False
-    titles = {d["id"]: d["title"] for d in qa.Index.load(index).documents}
+    titles = {d.id: d.title for d in qa.Index.load(index).documents}
     assert titles == {
         "guide.docx": "Hiking Guide",
         "notes.md": "Birds",
@@ -89,7 +89,7 @@ def test_build_reads_every_format_skips_the_bad_file_and_counts_unread_types(mix
 
 def test_a_pdf_hit_carries_the_page_its_answer_is_on(mixed: Mixed) -> None:
     corpus, index, _ = mixed
-    documents = {d.id: d for d in load_folder(corpus)}
+    documents = {d.id: d for d in read_corpus(corpus).documents}
     rivers = documents["rivers.pdf"]
     assert len(rivers.pages) >= 3
     for question, river in [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import qa
-from qa.documents import load_folder
+from qa.documents import read_corpus
 from qa.evaluation import SquadQuestion, load_squad
 from tests.conftest import SQUAD, require_data
 from tests.make_files import docx_bytes, markdown, pdf_bytes, write
@@ -54,7 +54,7 @@ def squad_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Pat
 def hit_at_1(squad_files: tuple[dict[str, Path], list[SquadQuestion]]) -> dict[str, float]:
     folders, questions = squad_files
     text_index = qa.Index.build(folders["text"], progress=False)
-    text_index._encoder.warm_queries([q.question for q in questions])
+    text_index.encoder.warm_queries([q.question for q in questions])
     # The other formats reuse the vectors of texts the first build embedded (the same sentences):
     # what they are compared on is what was read from the files, not the model's work again.
     indexes = {
@@ -75,9 +75,9 @@ def hit_at_1(squad_files: tuple[dict[str, Path], list[SquadQuestion]]) -> dict[s
 
 def test_every_article_is_read_from_each_format(squad_files: tuple[dict[str, Path], list[SquadQuestion]]) -> None:
     folders, _ = squad_files
-    text = {d.id.removesuffix(".md"): d for d in load_folder(folders["text"])}
+    text = {d.id.removesuffix(".md"): d for d in read_corpus(folders["text"]).documents}
     for name in ("pdf", "docx"):
-        documents = load_folder(folders[name])
+        documents = read_corpus(folders[name]).documents
         assert len(documents) == ARTICLES
         for document in documents:
             source = text[Path(document.id).stem]

@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qa
-from qa.documents import load_folder, read_document
+from qa.documents import read_corpus, read_document
 from qa.embedding import Encoder
 from qa.errors import EmptyCorpus, IncompatibleIndex
-from qa.index import _file_record
+from qa.index_files import file_record
 from qa.retrieval import MAX_QUESTION_CHARS, check_question
 from qa.splitting import DEFAULT_MAX_WORDS, max_passage_chars, split_document
 from tests.conftest import CORPUS
@@ -46,7 +46,7 @@ def _hits(hits: list[qa.Hit]) -> list[tuple[qa.Passage, float, tuple[tuple[int, 
 
 @pytest.fixture(scope="module")
 def server(article_index_path: Path) -> Iterator[str]:
-    from ui.app import create_app
+    from qa.ui.app import create_app
 
     with serving(create_app(article_index_path, article_index_path.parent / "corpus")) as url:
         yield url
@@ -177,7 +177,7 @@ def test_a_document_of_only_headings_adds_no_passage(tmp_path: Path, caplog: pyt
     assert "headings.md has no text to index: headings alone are not passages" in caplog.text
     (tmp_path / "text.md").write_text("# Notes\n\nSome text under a title.\n", encoding="utf-8")
     index = qa.Index.build(tmp_path, progress=False)
-    assert [(d["id"], d["passages"]) for d in index.documents] == [("headings.md", 0), ("text.md", 1)]
+    assert [(d.id, d.passages) for d in index.documents] == [("headings.md", 0), ("text.md", 1)]
 
 
 def test_duplicate_documents_and_passages_are_indexed_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -191,7 +191,7 @@ def test_duplicate_documents_and_passages_are_indexed_once(tmp_path: Path, caplo
     assert "b-copy.md repeats a.md, indexed already: it adds no passage" in caplog.text
     texts = [p.text for p in index.passages]
     assert len(texts) == len(set(texts))
-    assert {d["id"]: d["passages"] for d in index.documents} == {"a.md": 2, "b-copy.md": 0, "c.md": 1, "d.md": 0}
+    assert {d.id: d.passages for d in index.documents} == {"a.md": 2, "b-copy.md": 0, "c.md": 1, "d.md": 0}
     for mode in ("hybrid", "dense", "lexical"):
         hits = index.search("Why do glaciers in Patagonia retreat?", 10, mode=mode)
         assert len(hits) == len(index) and len({h.text for h in hits}) == len(hits)
@@ -209,14 +209,14 @@ def test_html_scripts_styles_and_hidden_parts_are_not_indexed(tmp_path: Path) ->
         "<p>They eat fish &amp; frogs.</p><style>p{}/*bodystylesecret*/</style><script>unclosedsecret"
     )
     (tmp_path / "birds.html").write_text(page, encoding="utf-8")
-    (document,) = load_folder(tmp_path)
+    (document,) = read_corpus(tmp_path).documents
     assert (document.title, document.text) == (
         "Birds",
         "# Herons\n\nHerons wade in shallow water.\n\nThey eat fish & frogs.\n",
     )
     index = qa.Index.build(tmp_path, progress=False)
     assert not any("secret" in p.text for p in index.passages)
-    assert [w for w in index._lexical._bm25.vocab_dict if "secret" in w] == []
+    assert [w for w in index.contents.lexical.vocabulary if "secret" in w] == []
 
 
 def test_a_corpus_with_link_loops_links_outside_and_pipes_builds_from_what_is_inside(
@@ -237,7 +237,7 @@ def test_a_corpus_with_link_loops_links_outside_and_pipes_builds_from_what_is_in
     os.mkfifo(corpus / "pipe.md")  # reading it would wait for a writer forever
     with caplog.at_level(logging.WARNING, logger="qa"):
         index = qa.Index.build(corpus, progress=False)
-    assert [d["id"] for d in index.documents] == ["inner/doc.md"]
+    assert [d.id for d in index.documents] == ["inner/doc.md"]
     assert [p.text for p in index.passages] == ["Otters hold hands while they sleep."]
     real = corpus.resolve()
     for expected in (
@@ -312,7 +312,7 @@ def test_qa_info_reports_a_damaged_manifest_in_one_line(article_index_path: Path
 def _rewrite_passages(path: Path, lines: list[str]) -> None:
     (path / "passages.jsonl").write_text("".join(lines), encoding="utf-8")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["passages.jsonl"] = _file_record(path / "passages.jsonl")  # as if written so
+    manifest["files"]["passages.jsonl"] = file_record(path / "passages.jsonl").to_json()  # as if written so
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 

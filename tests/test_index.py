@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 import qa
+from qa.embedding import Encoder
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
-from qa.storage import FORMAT_VERSION
-from tests.conftest import CORPUS
+from qa.fusion import best_sentence_scores
+from qa.manifest import FORMAT_VERSION
+from tests.conftest import CORPUS, RecordingEncoder
 
 QUESTION = "Which treaty has Pakistan not joined?"
 
@@ -40,11 +42,11 @@ def test_hits_carry_passage_fields_ranks_and_highlight(article_index: qa.Index) 
 
 
 def test_dense_scores_match_brute_force_numpy(article_index: qa.Index, encoder: qa.Index) -> None:
-    from qa.index import embedding_text
+    from qa.embedding import embedding_text
 
     passages = article_index.passages
-    vectors = article_index._encoder.encode([embedding_text(p) for p in passages])
-    query = article_index._encoder.encode([QUESTION])[0]
+    vectors = article_index.encoder.encode([embedding_text(p) for p in passages])
+    query = article_index.encoder.encode([QUESTION])[0]
     expected = np.argsort(-(vectors @ query), kind="stable")[:5]
     hits = article_index.search(QUESTION, k=5, mode="dense")
     assert [h.passage.id for h in hits] == [passages[i].id for i in expected]
@@ -92,14 +94,16 @@ def test_a_loaded_index_answers_on_after_its_folder_is_replaced(article_index: q
     # deletes the old one under it, and the server must answer from what it loaded until it reloads.
     article_index.save(tmp_path / "served")
     served = qa.Index.load(tmp_path / "served")
-    assert isinstance(served._sentence_vectors, np.memmap)
+    assert isinstance(served.contents.sentence_vectors, np.memmap)
     before = [(h.passage, h.score, h.highlights) for h in served.search("What did Putin fear?", k=5)]
     old_file = tmp_path / "served" / "sentences.npy"
     old_inode = old_file.stat().st_ino
     article_index.save(tmp_path / "served")
     assert old_file.stat().st_ino != old_inode  # the file the index mapped is gone
     assert [(h.passage, h.score, h.highlights) for h in served.search("What did Putin fear?", k=5)] == before
-    np.testing.assert_array_equal(served._sentence_vectors, article_index._sentence_vectors)  # every page
+    np.testing.assert_array_equal(
+        served.contents.sentence_vectors, article_index.contents.sentence_vectors
+    )  # every page
 
 
 def test_manifest_records_what_built_the_index(article_index_path: Path) -> None:
@@ -130,7 +134,7 @@ def test_manifest_records_what_built_the_index(article_index_path: Path) -> None
 def test_build_from_documents_and_from_a_folder_agree(article_index: qa.Index) -> None:
     document = qa.Document(
         id="article.md",
-        text=(Path(article_index.corpus or "") / article_index.documents[0]["id"]).read_text(),
+        text=(Path(article_index.corpus or "") / article_index.documents[0].id).read_text(),
         title="T",
     )
     index = qa.Index.build([document], progress=False)
@@ -170,24 +174,14 @@ def test_incremental_rebuild_embeds_only_changed_text_and_equals_a_full_rebuild(
     corpus, path = writable_article
     old = qa.Index.load(path)
     (corpus / "extra.md").write_text("# Extra\n\nGlaciers in Patagonia are retreating fast.", encoding="utf-8")
-    encoder = old._encoder
-    calls: list[int] = []
-    original = encoder.encode
-
-    def counting_encode(texts: list[str], **kwargs: object) -> np.ndarray:
-        calls.append(len(texts))
-        return original(texts, **kwargs)  # type: ignore[arg-type]
-
-    encoder.encode = counting_encode  # type: ignore[method-assign]
-    import qa.index as index_module
-
-    real_encoder = index_module.Encoder
-    index_module.Encoder = lambda model=None: encoder  # type: ignore[assignment,misc]
-    try:
-        updated = qa.Index.build(corpus, previous=old, progress=False)
-    finally:
-        index_module.Encoder = real_encoder  # type: ignore[misc]
-    assert sum(calls) == 2  # the new passage and its one sentence, nothing else
+    recording = RecordingEncoder(old.encoder)
+    updated = qa.Index.build(corpus, previous=old, encoder=recording, progress=False)
+    # The new passage (with its title) and its one sentence, nothing else.
+    assert recording.texts == [
+        "Extra\nGlaciers in Patagonia are retreating fast.",
+        "Glaciers in Patagonia are retreating fast.",
+    ]
+    assert updated.build_report is not None and updated.build_report.embedded_texts == 2
     full = qa.Index.build(corpus, progress=False)
     question = "Which glaciers are retreating?"
     assert [(h.passage, round(h.score, 5)) for h in updated.search(question, 5)] == [
@@ -244,9 +238,9 @@ def test_passage_count_disagreeing_with_faiss_is_reported(article_index_path: Pa
     lines = (path / "passages.jsonl").read_text().splitlines(keepends=True)
     (path / "passages.jsonl").write_text("".join(lines[:-1]))
     manifest = json.loads((path / "manifest.json").read_text())
-    from qa.index import _file_record
+    from qa.index_files import file_record
 
-    manifest["files"]["passages.jsonl"] = _file_record(path / "passages.jsonl")  # as if written so
+    manifest["files"]["passages.jsonl"] = file_record(path / "passages.jsonl").to_json()  # as if written so
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
         IncompatibleIndex, match=r"inconsistent: the manifest says \d+ passages, the FAISS file holds \d+"
@@ -255,88 +249,69 @@ def test_passage_count_disagreeing_with_faiss_is_reported(article_index_path: Pa
 
 
 def test_best_sentence_scores_are_each_passages_best_sentence(article_index: qa.Index) -> None:
-    query = article_index._encoder.encode_query(QUESTION)
+    contents, encoder = article_index.contents, article_index.encoder
+    query = encoder.encode_query(QUESTION)
     passages = np.array([4, 0, 2, 3, 0])  # any order, repeats allowed
-    expected = [float(article_index._sentence_scores(int(i), query).max()) for i in passages]
-    own = article_index._passage_vectors(passages) @ query
-    np.testing.assert_allclose(article_index._best_sentence_scores(passages, query, own), expected, rtol=1e-6)
+    # Each sentence embedded again by the model: the index keeps its vectors as float16.
+    expected = [
+        float((encoder.encode([contents.passages[i].text[s:e] for s, e in contents.sentences[i]]) @ query).max())
+        for i in passages.tolist()
+    ]
+    own = contents.dense.vectors(passages) @ query
+    np.testing.assert_allclose(best_sentence_scores(contents, passages, query, own), expected, atol=2e-3)
 
 
-def test_sentence_mean_passages_embed_only_sentences(
-    article_index: qa.Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import qa.index as index_module
-
-    encoder = article_index._encoder
-    monkeypatch.setattr(index_module, "Encoder", lambda model=None: encoder)
-    corpus = article_index.corpus or ""
-    embedded: list[str] = []
-    original = encoder.encode
-
-    def recording_encode(texts: list[str], **kwargs: object) -> np.ndarray:
-        embedded.extend(texts)
-        return original(texts, **kwargs)  # type: ignore[arg-type]
-
-    encoder.encode = recording_encode  # type: ignore[method-assign]
-    try:
-        fast = qa.Index.build(corpus, passage_vectors_from="sentence-mean", progress=False)
-    finally:
-        del encoder.encode
-    sentences = [p.text[s:e] for p, spans in zip(fast.passages, fast._sentences, strict=True) for s, e in spans]
-    assert sorted(embedded) == sorted(set(sentences))  # one model pass: sentences only, each once
-    first = fast._sentences[0]
+def test_sentence_mean_passages_embed_only_sentences(article_index: qa.Index, tmp_path: Path) -> None:
+    encoder = article_index.encoder
+    recording = RecordingEncoder(encoder)
+    fast = qa.Index.build(
+        article_index.corpus or "", encoder=recording, passage_vectors_from="sentence-mean", progress=False
+    )
+    sentences = [p.text[s:e] for p, spans in zip(fast.passages, fast.contents.sentences, strict=True) for s, e in spans]
+    assert sorted(recording.texts) == sorted(set(sentences))  # one model pass: sentences only, each once
+    first = fast.contents.sentences[0]
     weights = np.array([e - s for s, e in first], dtype=np.float32)
     mean = weights @ encoder.encode([fast.passages[0].text[s:e] for s, e in first])
-    np.testing.assert_allclose(fast._passage_vectors(np.array([0]))[0], mean / np.linalg.norm(mean), atol=2e-3)
+    np.testing.assert_allclose(fast.contents.dense.vectors(np.array([0]))[0], mean / np.linalg.norm(mean), atol=2e-3)
     for mode in ("hybrid", "dense"):
         assert "not a signatory to the NPT" in fast.search(QUESTION, 1, mode=mode)[0].text, mode
     fast.save(tmp_path / "fast")
-    assert qa.Index.load(tmp_path / "fast").manifest["embedding"]["passage_vectors"] == "sentence-mean"
+    assert qa.Index.load(tmp_path / "fast").manifest.passage_vectors == "sentence-mean"
 
 
 def test_passage_vectors_are_reused_only_when_made_alike(article_index: qa.Index) -> None:
     corpus = article_index.corpus or ""
     fast = qa.Index.build(corpus, passage_vectors_from="sentence-mean", previous=article_index, progress=False)
     # Its sentence vectors all came from the earlier index: they are the model's either way.
-    np.testing.assert_array_equal(fast._sentence_vectors, article_index._sentence_vectors)
+    np.testing.assert_array_equal(fast.contents.sentence_vectors, article_index.contents.sentence_vectors)
     again = qa.Index.build(corpus, previous=fast, progress=False)
-    assert again.manifest["embedding"]["passage_vectors"] == "sentence-mean"  # a rebuild keeps the choice
+    assert again.manifest.passage_vectors == "sentence-mean"  # a rebuild keeps the choice
     back = qa.Index.build(corpus, previous=fast, passage_vectors_from="own", progress=False)
     # Passage vectors of the sentence-mean index are not taken for the model's own: embedded again.
     np.testing.assert_allclose(
-        back._passage_vectors(np.arange(len(back))), article_index._passage_vectors(np.arange(len(back))), atol=1e-5
+        back.contents.dense.vectors(np.arange(len(back))),
+        article_index.contents.dense.vectors(np.arange(len(back))),
+        atol=1e-5,
     )
     with pytest.raises(ValueError, match="passage_vectors_from must be one of own, sentence-mean; got 'fast'"):
         qa.Index.build(corpus, passage_vectors_from="fast")
 
 
-def test_a_rebuild_splits_only_changed_documents(
-    writable_article: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import qa.index as index_module
-
+def test_a_rebuild_splits_only_changed_documents(writable_article: tuple[Path, Path]) -> None:
     corpus, path = writable_article
     (corpus / "extra.md").write_text("# Extra\n\nGlaciers in Patagonia are retreating fast.", encoding="utf-8")
     (corpus / "zcopy.md").write_text("# Copy\n\nGlaciers in Patagonia are retreating fast.", encoding="utf-8")
     old = qa.Index.build(corpus, previous=qa.Index.load(path), progress=False)
     (corpus / "extra.md").write_text("# Extra\n\nGlaciers in the Alps shrink too.", encoding="utf-8")
-    split: list[str] = []
-    original = index_module.split_document
-
-    def recording_split(text: str, **kwargs: object) -> object:
-        split.append(text)
-        return original(text, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(index_module, "split_document", recording_split)
     updated = qa.Index.build(corpus, previous=old, progress=False)
     # The changed document, and the copy that lost its passage to extra.md before (it may not now).
-    assert sorted(split) == sorted((corpus / name).read_text(encoding="utf-8") for name in ("zcopy.md", "extra.md"))
+    assert updated.build_report is not None and updated.build_report.split_documents == ("extra.md", "zcopy.md")
     full = qa.Index.build(corpus, progress=False)
-    assert updated.passages == full.passages and updated._sentences == full._sentences
+    assert updated.passages == full.passages and updated.contents.sentences == full.contents.sentences
     assert updated.documents == full.documents
-    split.clear()
-    qa.Index.build(corpus, previous=updated, max_words=80, progress=False)
-    assert len(split) == 3  # other passage sizes: every document is split again
+    resized = qa.Index.build(corpus, previous=updated, max_words=80, progress=False)
+    assert resized.build_report is not None  # other passage sizes: every document is split again
+    assert resized.build_report.split_documents == ("extra.md", "putin-bush-pakistan-nuclear.md", "zcopy.md")
     # A new document, first in order, now holds the article's first passage: the article loses it.
     article = qa.Index.load(path).passages[0].text
     (corpus / "aaa.md").write_text(article, encoding="utf-8")
@@ -373,16 +348,16 @@ def test_an_updated_hnsw_index_searches_as_a_new_build(tmp_path: Path) -> None:
     # The first document removed (every row after it shifts) and one added: vectors go and come.
     changed = [*documents[1:], qa.Document("extra.md", "Glaciers in Patagonia are retreating fast.", "Extra")]
     updated = build(changed, old)
-    assert updated.manifest["dense"]["slot_rows"] and updated.manifest["dense"]["removed"] > 0
+    assert updated.manifest.dense["slot_rows"] and updated.manifest.dense["removed"] > 0
     full = build(changed)
-    assert "slot_rows" not in full.manifest["dense"]
+    assert "slot_rows" not in full.manifest.dense
     assert updated.passages == full.passages
     _assert_same_answers(updated, full)
     updated.save(tmp_path / "index")
     loaded = qa.Index.load(tmp_path / "index")
     _assert_same_answers(loaded, full)
     rows = np.arange(len(full))
-    np.testing.assert_allclose(loaded._passage_vectors(rows), full._passage_vectors(rows), atol=1e-5)
+    np.testing.assert_allclose(loaded.contents.dense.vectors(rows), full.contents.dense.vectors(rows), atol=1e-5)
     damaged = tmp_path / "damaged"
     shutil.copytree(tmp_path / "index", damaged)
     slot_rows = np.load(damaged / "vector_rows.npy")
@@ -392,17 +367,19 @@ def test_an_updated_hnsw_index_searches_as_a_new_build(tmp_path: Path) -> None:
     # An update of an update: the map from graph positions to passages carries over.
     again = [*changed[:-1], qa.Document("extra.md", "Glaciers in the Alps shrink too.", "Extra")]
     twice = build(again, loaded)
-    assert twice.manifest["dense"]["removed"] > updated.manifest["dense"]["removed"]
+    assert twice.manifest.dense["removed"] > updated.manifest.dense["removed"]
     _assert_same_answers(twice, build(again))
     # Most of the graph gone: built anew rather than walked through removed vectors.
-    assert "slot_rows" not in build(documents[:2], twice).manifest["dense"]
+    assert "slot_rows" not in build(documents[:2], twice).manifest.dense
 
 
-def test_an_edit_reuses_the_unchanged_passages_of_the_edited_document(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qa.embedding import Encoder
-
-    def build(documents: list[qa.Document], previous: qa.Index | None = None) -> qa.Index:
-        return qa.Index.build(documents, index_type="hnsw", max_words=30, previous=previous, progress=False)
+def test_an_edit_reuses_the_unchanged_passages_of_the_edited_document(encoder: Encoder) -> None:
+    def build(
+        documents: list[qa.Document], previous: qa.Index | None = None, encoder: Encoder | None = None
+    ) -> qa.Index:
+        return qa.Index.build(
+            documents, index_type="hnsw", max_words=30, previous=previous, encoder=encoder, progress=False
+        )
 
     documents = _article_sections()
     old = build(documents)
@@ -412,19 +389,11 @@ def test_an_edit_reuses_the_unchanged_passages_of_the_edited_document(monkeypatc
     cut = text.rindex(" ", 0, len(text) - 2)
     edited = list(documents)
     edited[longest] = qa.Document(documents[longest].id, text[:cut] + " indeed" + text[cut:], documents[longest].title)
-    embedded: list[str] = []
-    original = Encoder.encode
-
-    def recording_encode(self: Encoder, texts: list[str], **kwargs: object) -> np.ndarray:
-        embedded.extend(texts)
-        return original(self, texts, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Encoder, "encode", recording_encode)
-    updated = build(edited, old)
+    recording = RecordingEncoder(encoder)
+    updated = build(edited, old, recording)
     changed = [p for p in updated.passages if p.text not in {q.text for q in old.passages}]
     assert len(changed) == 1 and "indeed" in changed[0].text
     # That passage, and its sentence with the edit: everything else is reused.
-    assert len(embedded) == 2 and all("indeed" in t for t in embedded)
-    assert updated.manifest["dense"]["removed"] == 1
-    monkeypatch.undo()
+    assert len(recording.texts) == 2 and all("indeed" in t for t in recording.texts)
+    assert updated.manifest.dense["removed"] == 1
     _assert_same_answers(updated, build(edited))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from random import Random
-from unittest import mock
 
 import bm25s
 import numpy as np
@@ -13,8 +12,8 @@ import Stemmer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa import lexical
-from qa.lexical import BM25_B, BM25_K1, TOKENIZATION, LexicalIndex, tokenize
+from qa.lexical import BM25_B, BM25_K1, TOKENIZATION, LexicalIndex, QueryTerms, tokenize
+from qa.rows import RowMap
 
 WORDS = ["The", "treaty", "was", "signed", "by", "nations", "Pakistan", "never", "joined", "it", "running", "runs"]
 texts = st.lists(
@@ -71,16 +70,15 @@ def _bm25s_scores(texts: list[str], words: list[str]) -> np.ndarray:
 
 
 def _scores(index: LexicalIndex, words: list[str]) -> np.ndarray:
-    return np.array([index._bm25.get_scores([word]) for word in words], dtype=np.float32)
+    return np.array([index.scores(QueryTerms((word,), {})) for word in words], dtype=np.float32)
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(texts, min_size=1, max_size=8), st.integers(min_value=1, max_value=7))
 def test_scores_are_those_bm25s_would_compute(batch: list[str], score_slice: int) -> None:
     # Scores are computed a slice of entries at a time; small slices cut passages in two.
-    with mock.patch.object(lexical, "_SCORE_SLICE", score_slice):
-        index = LexicalIndex.build(batch)
-    words = sorted(index._bm25.vocab_dict)
+    index = LexicalIndex.build(batch, score_slice=score_slice)
+    words = sorted(index.vocabulary)
     assert words == sorted({word for tokens in tokenize(batch) for word in tokens})
     if words:
         np.testing.assert_allclose(_scores(index, words), _bm25s_scores(batch, words), rtol=1e-6, atol=0)
@@ -97,10 +95,12 @@ def test_an_update_scores_as_a_build_of_the_new_collection(old: list[str], added
         return
     new_texts = iter(added)
     collection = [old[row] if row >= 0 else next(new_texts) for row in rows]
-    updated = LexicalIndex.build(old).updated(np.array(rows), added)
+    pairs = [(new, row) for new, row in enumerate(rows) if row >= 0]
+    row_map = RowMap.from_pairs(len(rows), [new for new, _ in pairs], [row for _, row in pairs])
+    updated = LexicalIndex.build(old).updated(row_map, added)
     rebuilt = LexicalIndex.build(collection)
     assert updated.count == rebuilt.count == len(collection)
-    assert sorted(updated._bm25.vocab_dict) == sorted(rebuilt._bm25.vocab_dict)
+    assert sorted(updated.vocabulary) == sorted(rebuilt.vocabulary)
     for question in [*collection, "treaty signed Pakistan"]:
         terms = updated.terms(question)
         assert terms == rebuilt.terms(question)
@@ -111,7 +111,7 @@ def test_word_counts_survive_save_and_load(tmp_path: Path) -> None:
     index = LexicalIndex.build(["Pakistan never joined the treaty.", "The treaty was signed in 1968."])
     index.save(tmp_path)
     loaded = LexicalIndex.load(tmp_path)
-    updated = loaded.updated(np.array([1, -1]), ["Talks on the treaty went on for years."])
+    updated = loaded.updated(RowMap.from_pairs(2, [0], [1]), ["Talks on the treaty went on for years."])
     assert updated.scores(updated.terms("treaty signed")).tolist() == pytest.approx(
         LexicalIndex.build(["The treaty was signed in 1968.", "Talks on the treaty went on for years."])
         .scores(updated.terms("treaty signed"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +22,7 @@ from qa.errors import IncompatibleIndex
 from qa.milvus import MilvusStore, MilvusUnavailable, connect, disconnect, public_uri
 from qa.vectorstore import FaissStore
 from tests.article_questions import QUESTIONS
-from tests.conftest import ROOT, SQUAD, require_data, require_milvus
+from tests.conftest import ROOT, SQUAD, RecordingEncoder, require_data, require_milvus
 
 require_milvus()  # qa.milvus imports pymilvus only when used
 
@@ -65,7 +68,7 @@ def test_article_questions_get_the_same_passages_from_milvus_and_faiss(
         article_index.corpus or "", backend="milvus", uri=str(tmp_path / "milvus.db"), previous=article_index
     )
     closing.append(milvus)
-    assert milvus.manifest["dense"]["backend"] == "milvus" and milvus.manifest["dense"]["type"] == "flat"
+    assert milvus.manifest.backend == "milvus" and milvus.manifest.dense_type == "flat"
     _assert_same_hits(article_index, milvus, [q for q, _ in QUESTIONS])
     for question, _ in QUESTIONS[:5]:  # hybrid reads candidates' vectors back from the collection
         assert [(h.passage, round(h.score, 5), h.highlights) for h in milvus.search(question, 3)] == [
@@ -135,27 +138,11 @@ def test_incremental_rebuild_on_milvus_embeds_only_new_text(
     closing.append(loaded)
     assert loaded.stale_reason() == f"the documents in {corpus} have changed since it was built"
 
-    encoder = loaded._encoder
-    calls: list[int] = []
-    original = encoder.encode
-
-    def counting_encode(texts: list[str], **kwargs: object) -> np.ndarray:
-        calls.append(len(texts))
-        return original(texts, **kwargs)  # type: ignore[arg-type]
-
-    import qa.index as index_module
-
-    encoder.encode = counting_encode  # type: ignore[method-assign]
-    real_encoder = index_module.Encoder
-    index_module.Encoder = lambda model=None: encoder  # type: ignore[assignment,misc]
-    try:
-        added = qa.Index.build(corpus, previous=loaded, progress=False)  # the backend and URI come from it
-    finally:
-        index_module.Encoder = real_encoder  # type: ignore[misc]
-        del encoder.encode
+    recording = RecordingEncoder(loaded.encoder)
+    added = qa.Index.build(corpus, previous=loaded, encoder=recording, progress=False)  # backend and URI from it
     closing.append(added)
-    assert sum(calls) == 2  # the new passage and its one sentence: every other vector read back from Milvus
-    assert added.manifest["dense"]["backend"] == "milvus"
+    assert len(recording.texts) == 2  # the new passage and its one sentence: every other vector read back from Milvus
+    assert added.manifest.backend == "milvus"
     added.save(tmp_path / "idx")
     assert qa.Index.load(tmp_path / "idx").stale_reason() is None
     full = qa.Index.build(corpus, progress=False)
@@ -170,43 +157,50 @@ def test_incremental_rebuild_on_milvus_embeds_only_new_text(
         h.passage.doc_id != "extra.md" for h in removed.search("Which glaciers are retreating?", 20, mode="dense")
     )
     # Only the saved index's collection is left: each save dropped the one it replaced.
-    assert _collections(db) == [removed.manifest["dense"]["collection"]]
+    assert _collections(db) == [removed.manifest.dense["collection"]]
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """Writing a file past ``size`` bytes fails in this process (EFBIG), as a full disk fails a write."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error to raise, not a signal that kills
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
 
 
 def test_a_failed_build_or_save_leaves_the_previous_index_usable(
-    article_index: qa.Index, tmp_path: Path, closing: list[qa.Index], monkeypatch: pytest.MonkeyPatch
+    article_index: qa.Index, tmp_path: Path, closing: list[qa.Index]
 ) -> None:
-    from qa.lexical import LexicalIndex
-
     db, path = tmp_path / "milvus.db", tmp_path / "idx"
     first = qa.Index.build(article_index.corpus or "", backend="milvus", uri=str(db), previous=article_index)
     closing.append(first)
     first.save(path)
-    collection = first.manifest["dense"]["collection"]
+    collection = first.manifest.dense["collection"]
 
-    def broken(*args: object, **kwargs: object) -> None:
-        raise OSError("disk full")
+    def interrupted(stage: str) -> None:  # the build stops after filling its new collection, as Ctrl+C would
+        if stage == "bm25":
+            raise KeyboardInterrupt
 
-    with monkeypatch.context() as patch:  # the build fails after filling its new collection
-        patch.setattr(LexicalIndex, "build", broken)
-        patch.setattr(LexicalIndex, "updated", broken)  # BM25 from the previous index's word counts
-        with pytest.raises(OSError, match="disk full"):
-            qa.Index.build(article_index.corpus or "", previous=first)
+    with pytest.raises(KeyboardInterrupt):
+        qa.Index.build(article_index.corpus or "", previous=first, on_stage=interrupted)
     assert _collections(db) == [collection]  # the failed build's collection is dropped
 
     second = qa.Index.build(article_index.corpus or "", previous=first)
     closing.append(second)
-    with monkeypatch.context() as patch:  # the save fails before the new folder is swapped in
-        patch.setattr(LexicalIndex, "save", broken)
-        with pytest.raises(OSError, match="disk full"):
-            second.save(path)
-    assert sorted(_collections(db)) == sorted([collection, second.manifest["dense"]["collection"]])
+    with files_limited_to(4096), pytest.raises(OSError, match="File too large"):
+        second.save(path)  # the save fails writing its files, before the new folder is swapped in
+    assert sorted(_collections(db)) == sorted([collection, second.manifest.dense["collection"]])
     reopened = qa.Index.load(path)
     closing.append(reopened)
-    assert reopened.manifest["dense"]["collection"] == collection
+    assert reopened.manifest.dense["collection"] == collection
     _assert_same_hits(article_index, reopened, ["Which treaty has Pakistan not joined?"])
     second.save(path)  # a retry succeeds, and only then is the old collection dropped
-    assert _collections(db) == [second.manifest["dense"]["collection"]]
+    assert _collections(db) == [second.manifest.dense["collection"]]
 
 
 def test_the_lite_file_may_not_live_inside_the_index_folder(
@@ -282,7 +276,7 @@ def test_a_dropped_collection_is_reported_as_an_incompatible_index(
     built = qa.Index.build(article_index.corpus or "", backend="milvus", uri=str(db), previous=article_index)
     closing.append(built)
     built.save(tmp_path / "idx")
-    built._dense.discard()
+    built.contents.dense.discard()
     with pytest.raises(IncompatibleIndex, match=r"the Milvus collection qa_\w+ at .*milvus.db does not exist"):
         qa.Index.load(tmp_path / "idx")
 
@@ -294,16 +288,23 @@ def test_an_unreachable_server_fails_fast_with_what_to_check(
     article_index_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QA_MILVUS_TIMEOUT", "3")
-    import qa.index as index_module
 
-    def no_embedding(model: str | None = None) -> None:
-        raise AssertionError("the URI must be checked before anything is embedded")
+    class Untouched:
+        """An encoder that fails if it is used at all: the URI must be checked before any work."""
+
+        name = "all-MiniLM-L6-v2"
+
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"the encoder's {name} was used before the URI was checked")
 
     started = time.perf_counter()
-    with monkeypatch.context() as patch:
-        patch.setattr(index_module, "Encoder", no_embedding)
-        with pytest.raises(MilvusUnavailable) as raised:
-            qa.Index.build(article_index_path.parent / "corpus", backend="milvus", uri=UNREACHABLE)
+    with pytest.raises(MilvusUnavailable) as raised:
+        qa.Index.build(
+            article_index_path.parent / "corpus",
+            backend="milvus",
+            uri=UNREACHABLE,
+            encoder=Untouched(),  # type: ignore[arg-type]
+        )
     assert time.perf_counter() - started < 5
     message = str(raised.value)
     assert message.startswith(f"cannot reach Milvus at {UNREACHABLE}")

@@ -1,28 +1,49 @@
-"""Answer quality on the bundled article: reader's questions, hit@1 and hit@3 floors."""
+"""Answer quality on the bundled article: reader's questions, floors under what a reader gets first."""
 
 from __future__ import annotations
 
+import pytest
+
 import qa
-from tests.article_questions import QUESTIONS
+from qa.retrieval import MODES
+from tests.article_questions import ANSWERABLE, QUESTIONS
 
 # Floors a little under the measured figures (README), so a real regression fails and noise does not.
 HIT_AT_1_FLOOR = 0.75
 HIT_AT_3_FLOOR = 0.90
+# Measured hit@1 gains over one passage per line: hybrid 0.275, dense 0.25, lexical 0.15 (11, 10 and 6 questions).
+STRUCTURE_MARGIN = 0.125  # five of the 40 questions
 
 
 def hit_rates(index: qa.Index, mode: str = "hybrid") -> tuple[float, float]:
+    """hit@1 and hit@3: a top passage holds the words of the answer."""
     at1 = at3 = 0
-    for question, answer in QUESTIONS:
+    for question, answers in ANSWERABLE:
         hits = index.search(question, k=3, mode=mode)
-        at1 += answer in hits[0].text
-        at3 += any(answer in h.text for h in hits)
-    return at1 / len(QUESTIONS), at3 / len(QUESTIONS)
+        at1 += any(a in hits[0].text for a in answers)
+        at3 += any(a in h.text for h in hits for a in answers)
+    return at1 / len(ANSWERABLE), at3 / len(ANSWERABLE)
 
 
-def test_every_answer_string_is_in_the_article(article_index: qa.Index) -> None:
-    assert len(QUESTIONS) >= 20
-    for _, answer in QUESTIONS:
-        assert any(answer in p.text for p in article_index.passages), answer
+def answer_sentence_at_1(index: qa.Index, mode: str = "hybrid") -> float:
+    """How often the first hit's highlighted sentence is one that answers (holds the answer's words)."""
+    found = 0
+    for question, answers in ANSWERABLE:
+        found += any(a in index.search(question, k=1, mode=mode)[0].highlighted_text for a in answers)
+    return found / len(ANSWERABLE)
+
+
+def test_every_answer_lies_once_in_the_article_inside_one_sentence(article_index: qa.Index) -> None:
+    assert len(ANSWERABLE) >= 40 and len(QUESTIONS) > len(ANSWERABLE)
+    sentences = [
+        p.text[s:e]
+        for p, spans in zip(article_index.passages, article_index.contents.sentences, strict=True)
+        for s, e in spans
+    ]
+    text = "\n".join(p.text for p in article_index.passages)
+    for _, answers in ANSWERABLE:
+        for answer in answers:
+            assert text.count(answer) == 1 and any(answer in sentence for sentence in sentences), answer
 
 
 def test_structure_aware_passages_answer_most_questions_first(article_index: qa.Index) -> None:
@@ -31,10 +52,19 @@ def test_structure_aware_passages_answer_most_questions_first(article_index: qa.
     assert at3 >= HIT_AT_3_FLOOR, at3
 
 
-def test_structure_aware_passages_beat_a_line_by_line_split(article_index: qa.Index) -> None:
-    text = (article_index.corpus / article_index.documents[0]["id"]).read_text(encoding="utf-8")  # type: ignore[operator]
+@pytest.fixture(scope="module")
+def line_index(article_index: qa.Index) -> qa.Index:
+    """The article with each non-heading line its own document: no sections, no passages of whole paragraphs."""
+    text = (article_index.corpus / article_index.documents[0].id).read_text(encoding="utf-8")  # type: ignore[operator]
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    baseline = qa.Index.build([qa.Document(id=f"line{i}", text=line) for i, line in enumerate(lines)], progress=False)
-    baseline_at1, _ = hit_rates(baseline, mode="dense")
-    at1, _ = hit_rates(article_index)
-    assert at1 >= baseline_at1 + 0.15, (at1, baseline_at1)
+    return qa.Index.build([qa.Document(id=f"line{i}", text=line) for i, line in enumerate(lines)], progress=False)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_structure_aware_passages_beat_a_line_by_line_split(
+    article_index: qa.Index, line_index: qa.Index, mode: str
+) -> None:
+    # The same mode on both sides: the passages are what differs, not the retrieval.
+    baseline_at1, _ = hit_rates(line_index, mode)
+    at1, _ = hit_rates(article_index, mode)
+    assert at1 >= baseline_at1 + STRUCTURE_MARGIN, (mode, at1, baseline_at1)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.documents import load_folder, read_document
+from qa.documents import read_corpus, read_document
 from qa.readers import ReadError, cache, read_binary
 from qa.readers.docx import extract_docx
 from qa.readers.pdf import assemble, extract_pdf, split_lines
@@ -111,7 +111,7 @@ def test_lines_become_paragraphs_with_hyphens_and_ligatures_joined() -> None:
 def test_pdf_title_is_its_metadata_title_else_the_file_name(tmp_path: Path) -> None:
     write(tmp_path / "a" / "google.pdf", (PDFS / "011-google-doc-document" / "google-doc-document.pdf").read_bytes())
     write(tmp_path / "a" / "crazy.pdf", (PDFS / "021-pdfa" / "crazyones-pdfa.pdf").read_bytes())
-    documents = {d.id: d for d in load_folder(tmp_path / "a")}
+    documents = {d.id: d for d in read_corpus(tmp_path / "a").documents}
     assert documents["google.pdf"].title == "PDF Example Document"
     assert documents["crazy.pdf"].title == "crazy"
     assert documents["crazy.pdf"].pages == (0,)
@@ -198,7 +198,7 @@ def test_bad_files_cost_one_file_each_with_the_reason(tmp_path: Path, caplog: py
     write(corpus / "bomb.pdf", many_pages_pdf(12_000))
     write(corpus / "empty.pdf", b"")
     with caplog.at_level(logging.WARNING, logger="qa"):
-        documents = load_folder(corpus)
+        documents = read_corpus(corpus).documents
     assert sorted(d.id for d in documents) == ["good.md", "good.pdf"]
     why = _warnings(caplog)
     assert "encrypted (password-protected)" in why["encrypted.pdf"] and "without a password" in why["encrypted.pdf"]

@@ -518,4 +518,28 @@ def test_serving_under_load_while_rebuilding(writable_article: tuple[Path, Path]
     rebuild = result["rebuild"]
     assert rebuild["answers_from_old_index"] > 0 and rebuild["answers_from_new_index"] >= 3 * 32
     assert rebuild["searches_during_rebuild"] > 0
+    faults = ("failed_searches", "answers_from_neither", "old_answers_after_rebuild", "new_answers_before_rebuild")
+    assert [rebuild[name] for name in faults] == [0, 0, 0, 0]
     print(json.dumps(result, indent=2))
+
+
+def test_load_report_says_what_the_run_found() -> None:
+    """The report's sentence about the answers comes from the run's counts, not from a fixed text."""
+    from bench.load import markdown
+
+    counts = {"failed_searches": 0, "answers_from_neither": 0, "old_answers_after_rebuild": 0}
+    rebuild = {"seconds": 8.0, "added_paragraphs": 120, "answers_from_old_index": 900, "answers_from_new_index": 111}
+    rebuild |= counts | {
+        "new_answers_before_rebuild": 0,
+        "searches_during_rebuild": 600,
+        "latency_during_rebuild_ms": {},
+    }
+    result = {"machine": {"cpus": 2}, "created": "now", "clients": 32, "client": "http", "k": 5, "questions": 16}
+    result |= {"searches": 1011, "errors": [], "seconds": 15.0, "throughput_per_s": 67.0, "latency_ms": {}}
+    clean = markdown(result | {"rebuild": rebuild}, "python -m bench.load")
+    assert "none was an error or a mix" in clean and "every search sent after the rebuild returned" in clean
+    faulty = rebuild | {"failed_searches": 2, "answers_from_neither": 1, "old_answers_after_rebuild": 3}
+    shown = markdown(result | {"rebuild": faulty}, "python -m bench.load")
+    assert "none was" not in shown and "every search sent after" not in shown
+    assert "2 searches failed and 1 answered from neither index" in shown
+    assert "3 sent after the rebuild returned got the old index's answer and 0 received before it" in shown

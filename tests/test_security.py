@@ -11,8 +11,10 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import os
 import pickle
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +22,17 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from gradio.utils import get_upload_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qa
 from qa import cli
+from qa.documents import SUFFIXES
 from qa.errors import IncompatibleIndex
-from qa.index import _file_record
+from qa.index_files import file_record
+from qa.ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, store_upload
 from tests.conftest_ui import REPO, serving
-from ui.uploads import UploadRejected, store_upload
 
 SOURCES = sorted([*(REPO / "qa").rglob("*.py"), *(REPO / "ui").rglob("*.py"), REPO / "bench" / "load.py"])
 
@@ -37,7 +41,7 @@ SOURCES = sorted([*(REPO / "qa").rglob("*.py"), *(REPO / "ui").rglob("*.py"), RE
 
 
 def test_the_server_listens_on_this_machine_only_unless_told_otherwise() -> None:
-    from ui.app import launch
+    from qa.ui.app import launch
 
     assert cli.build_parser().parse_args(["serve"]).host == "127.0.0.1"
     assert inspect.signature(launch).parameters["host"].default == "127.0.0.1"
@@ -91,7 +95,7 @@ def test_searching_on_another_address_without_a_login_is_warned_about(
 
 @pytest.fixture(scope="module")
 def server(article_index_path: Path) -> Iterator[str]:
-    from ui.app import create_app
+    from qa.ui.app import create_app
 
     with serving(create_app(article_index_path, article_index_path.parent / "corpus")) as url:
         yield url
@@ -202,9 +206,9 @@ def test_an_index_with_a_pickled_array_is_refused_without_running_it(
     shutil.copytree(article_index_path, path)
     marker = tmp_path / "ran"
     _pickled_array(path / planted, marker)
-    manifest = qa.Index.read_manifest(path)
+    manifest = json.loads((path / "manifest.json").read_text())
     if planted in manifest["files"]:  # as if the index had been written so: the checksums agree
-        manifest["files"][planted] = _file_record(path / planted)
+        manifest["files"][planted] = file_record(path / planted).to_json()
         (path / "manifest.json").write_text(json.dumps(manifest))
     # numpy refuses an object array whether it is read (BM25) or memory-mapped (sentence vectors).
     with pytest.raises(IncompatibleIndex, match=r"Object arrays cannot be loaded|Python objects in dtype"):
@@ -220,21 +224,99 @@ _name_part = st.one_of(
 )
 
 
+_suffixes = [".md", ".txt", ".html", ".htm", ".markdown", ".MD", ".Html", ".exe", ".pdf", ".md.exe", ".md/", ""]
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parts=st.lists(_name_part, max_size=6), suffix=st.sampled_from([".md", ".txt", ".html", ".MD", ".exe", ""]))
+@given(parts=st.lists(_name_part, max_size=6), suffix=st.sampled_from(_suffixes))
 def test_an_upload_lands_directly_in_the_corpus_folder_or_nowhere(
     parts: list[str], suffix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     base = tmp_path_factory.mktemp("upload")
     corpus = base / "a" / "corpus"
     corpus.mkdir(parents=True)
+    name = "".join(parts) + suffix
     try:
-        stored = store_upload(corpus, "".join(parts) + suffix, b"# Title\n\nSome text.\n")
+        stored = store_upload(corpus, name, b"# Title\n\nSome text.\n")
     except UploadRejected:
         stored = None
     files = [p for p in base.rglob("*") if p.is_file()]
+    # Stored exactly when the name (white space at its end aside) ends in a suffix the reader indexes,
+    # whatever comes before it: a test that passed when every upload was refused would prove nothing.
+    allowed = name.strip().lower().endswith(SUFFIXES)
+    assert (stored is not None) is allowed, (name, stored)
     if stored is None:
         assert files == []
     else:
         assert stored.parent == corpus.resolve() and not stored.name.startswith(".")
+        assert stored.suffix == name.strip()[-len(stored.suffix) :].lower()
         assert files == [stored]
+
+
+# ------------------------------------------------------------------------ Gradio's own upload route
+
+
+def _upload(url: str, name: str, data: bytes) -> httpx.Response:
+    """What Gradio's file component does first: POST the file to the app's generic upload route."""
+    return httpx.post(f"{url}gradio_api/upload", files={"files": (name, data)}, timeout=60)
+
+
+def _stored(name: str) -> list[Path]:
+    """Where Gradio's upload route put a file of this name: ``<its upload folder>/<hash>/<name>``."""
+    return sorted(Path(get_upload_folder()).glob(f"*/{name}"))
+
+
+def _probe_name() -> str:
+    return f"probe-{uuid.uuid4().hex}.txt"  # unique: other apps may share Gradio's upload folder
+
+
+def test_the_upload_route_is_refused_without_allow_uploads(server: str) -> None:
+    name = _probe_name()
+    refused = _upload(server, name, os.urandom(100_000))  # the review's 100 kB file, which was stored
+    assert refused.status_code == 403
+    assert "--allow-uploads" in refused.text
+    assert _stored(name) == []
+    recording = httpx.post(f"{server}gradio_api/process_recording", files={"video": (name, b"0" * 1000)}, timeout=60)
+    assert recording.status_code == 403 and _stored(name) == []
+    assert httpx.get(server, timeout=30).status_code == 200  # the rest of the app is untouched
+
+
+def test_the_upload_route_is_bounded_with_allow_uploads(writable_article: tuple[Path, Path]) -> None:
+    from qa.ui.app import create_app
+    from qa.ui.upload_route import UploadLimits
+
+    corpus, index = writable_article
+    demo = create_app(index, corpus, allow_uploads=True)
+    # Room for two 100 kB files, not three; and for three files.
+    with serving(demo, upload_limits=UploadLimits(held_bytes=250_000, held_files=3)) as url:
+        # One file within the limits is stored, where Gradio says (and where _stored looks).
+        first = _probe_name()
+        stored = _upload(url, first, os.urandom(100_000))
+        assert stored.status_code == 200, stored.text
+        assert [Path(path) for path in stored.json()] == _stored(first) != []
+        # A file over the 5 MB limit per file is refused, and nothing of it kept.
+        big = _probe_name()
+        too_big = _upload(url, big, b"x" * (MAX_UPLOAD_BYTES + 1))
+        assert too_big.status_code == 413 and _stored(big) == []
+        # A body that does not say its length is refused unread.
+        chunked = httpx.post(
+            f"{url}gradio_api/upload",
+            content=iter([b"--x\r\n"]),
+            headers={"content-type": "multipart/form-data; boundary=x"},
+            timeout=60,
+        )
+        assert chunked.status_code == 411
+        # What the route holds is capped: a second file fits, a third does not until one is used or expires.
+        second, third = _probe_name(), _probe_name()
+        assert _upload(url, second, os.urandom(100_000)).status_code == 200
+        full = _upload(url, third, os.urandom(100_000))
+        assert full.status_code == 429 and "2 uploaded files (0.2 MB) not yet added" in full.text
+        assert _stored(third) == []
+        # So is how many files it holds: a small third file fits, a fourth does not.
+        assert _upload(url, _probe_name(), b"small").status_code == 200
+        fourth = _upload(url, _probe_name(), b"small")
+        assert fourth.status_code == 429 and "3 uploaded files" in fourth.text
+        # Held files that are gone (the app deletes those it has read: test_ui.py) make room again.
+        for path in _stored(first) + _stored(second):
+            path.unlink()
+        assert _upload(url, third, os.urandom(100_000)).status_code == 200

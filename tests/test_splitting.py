@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -58,26 +59,46 @@ def test_sentences_handle_abbreviations_and_initials() -> None:
     ]
 
 
-def test_passage_sentences_cut_list_items_apart() -> None:
-    text = "Experts emphasize the need for:\n- One thing\n- Another thing\n\nA new paragraph. Its second sentence."
+def test_passage_sentences_cut_list_items_apart_but_keep_them_with_their_lead_in() -> None:
+    text = (
+        "Experts emphasize the need for:\n- One thing\n- Another thing\n\nA new paragraph. Its second sentence.\n"
+        "- A bullet with no lead-in.\n- Another. In two sentences.\n\nThey list:\n\n1. First\n2. Second\n\nThe end."
+    )
     assert [text[s:e] for s, e in passage_sentences(text)] == [
-        "Experts emphasize the need for:",
-        "- One thing",
-        "- Another thing",
+        "Experts emphasize the need for:\n- One thing\n- Another thing",
         "A new paragraph.",
         "Its second sentence.",
+        "- A bullet with no lead-in.",
+        "- Another.",
+        "In two sentences.",
+        "They list:\n\n1. First\n2. Second",
+        "The end.",
     ]
 
 
-def test_overlap_repeats_sentences_within_a_section() -> None:
-    text = " ".join(f"Sentence number {i} has five words." for i in range(40))
-    plain = split_text(text, max_words=30)
-    overlapped = split_text(text, max_words=30, overlap=2)
-    assert len(overlapped) > len(plain)
-    first_tail = sentence_spans(overlapped[0])[-1]
-    assert overlapped[1].startswith(overlapped[0][first_tail[0] : first_tail[1]]) or overlapped[1].startswith(
-        overlapped[0].split(". ")[-2]
-    )
+def _numbers(passage: str) -> list[int]:
+    return [int(n) for n in re.findall(r"Sentence number (\d+)", passage)]
+
+
+def test_overlap_repeats_exactly_n_sentences_in_order() -> None:
+    text = " ".join(f"Sentence number {i} has six words." for i in range(40))
+    assert [_numbers(p) for p in split_text(text, max_words=30)] == [list(range(s, s + 5)) for s in range(0, 40, 5)]
+    # Each passage starts with the last `overlap` sentences of the one before, then as many new ones as fit.
+    for overlap in (1, 2, 3):
+        new = 5 - overlap
+        expected = [list(range(s, min(s + 5, 40))) for s in range(0, 40 - overlap, new)]
+        assert [_numbers(p) for p in split_text(text, max_words=30, overlap=overlap)] == expected, overlap
+
+
+def test_overlap_never_reaches_into_another_paragraph() -> None:
+    paragraphs = [" ".join(f"Sentence number {i} has six words." for i in range(p, p + 8)) for p in (0, 8)]
+    passages = split_text("\n\n".join(paragraphs), max_words=30, overlap=2)
+    assert [_numbers(p) for p in passages] == [
+        [0, 1, 2, 3, 4],
+        [3, 4, 5, 6, 7],
+        [8, 9, 10, 11, 12],
+        [11, 12, 13, 14, 15],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -126,6 +147,7 @@ def test_split_properties(text: str, max_words: int, overlap: int, encoder: Enco
     # Deterministic.
     assert spans == split_document(text, **kwargs, count_tokens=lambda t: encoder.count_tokens(t) - 2)
     covered: list[str] = []
+    reach = 0  # where the text passages have covered so far ends
     for span in spans:
         passage = text[span.start : span.end]
         # Offsets slice back exactly, with no white space at the edges and never an empty passage.
@@ -133,10 +155,53 @@ def test_split_properties(text: str, max_words: int, overlap: int, encoder: Enco
         # No passage over the limits.
         assert len(passage.split()) <= max_words
         assert encoder.count_tokens(passage) <= 256
-        covered.extend(passage.split())
-    # Every sentence (every word not in a heading) lies in some passage, in order.
-    words = _words_outside_headings(text)
-    if overlap == 0:
-        assert covered == words
-    else:
-        assert set(words) <= set(covered)
+        # A passage may begin inside what came before (the sentences it repeats) only with overlap.
+        assert span.start >= reach or overlap > 0
+        covered.extend(text[max(span.start, reach) : span.end].split())
+        reach = max(reach, span.end)
+    # Every word not in a heading lies in a passage, in order, and apart from repeats in exactly one.
+    assert covered == _words_outside_headings(text)
+
+
+_VOCABULARY = ["river", "stone", "light", "garden", "winter", "signal", "market", "window", "harbor", "seven"]
+_SENTENCE_WORDS = 8
+_sentence = st.builds(
+    lambda words, end: " ".join([words[0].capitalize(), *words[1:]]) + end,
+    st.lists(st.sampled_from(_VOCABULARY), min_size=2, max_size=_SENTENCE_WORDS),
+    st.sampled_from(".!?"),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    paragraphs=st.lists(st.lists(_sentence, min_size=1, max_size=12), min_size=1, max_size=5),
+    overlap=st.integers(1, 3),
+    spare=st.integers(0, 20),
+)
+def test_overlap_repeats_exactly_n_sentences_inside_a_paragraph(
+    paragraphs: list[list[str]], overlap: int, spare: int
+) -> None:
+    # Room for the repeated sentences and one more, so that the repeat is never cut short.
+    max_words = (overlap + 1) * _SENTENCE_WORDS + spare
+    text = ""
+    sentences: list[tuple[int, int]] = []
+    starts_paragraph: list[bool] = []
+    for paragraph in paragraphs:
+        text += "\n\n" if text else ""
+        for i, sentence in enumerate(paragraph):
+            text += " " if i else ""
+            sentences.append((len(text), len(text) + len(sentence)))
+            starts_paragraph.append(i == 0)
+            text += sentence
+    assert sentence_spans(text) == sentences  # the sentences are the ones written
+    runs: list[tuple[int, int]] = []  # each passage as (first sentence, last sentence)
+    for span in split_document(text, max_words=max_words, overlap=overlap):
+        first = next(i for i, (start, _) in enumerate(sentences) if start == span.start)
+        last = next(i for i, (_, end) in enumerate(sentences) if end == span.end)
+        runs.append((first, last))
+    assert runs[0][0] == 0 and runs[-1][1] == len(sentences) - 1
+    for (_, last), (first, next_last) in itertools.pairwise(runs):
+        assert next_last > last
+        # A passage that goes on with a paragraph repeats exactly `overlap` sentences; one that starts a paragraph none.
+        repeated = 0 if starts_paragraph[last + 1] else overlap
+        assert first == last + 1 - repeated, (runs, starts_paragraph)

@@ -20,13 +20,16 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from qa import cli
+from qa.errors import QAError
 from qa.index import Index
-from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, free_port, serving
-from ui import render
-from ui.app import _paths, create_app, is_loopback, parse_auth
-from ui.service import Service, UploadsDisabled
-from ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
+from qa.ui import render
+from qa.ui.app import create_app, is_loopback, parse_auth, serve_paths
+from qa.ui.service import Service, UploadsDisabled
+from qa.ui.uploads import MAX_UPLOAD_BYTES, UploadRejected, safe_name, store_upload
+from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, qa_serve, serving
 
+FRESH = '<span class="qa-fresh">fresh</span>'
+STALE = '<span class="qa-stale">stale</span>'
 HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights", "page"}
 
 
@@ -88,8 +91,13 @@ def test_uploads_and_rebuilds_refused_without_allow_uploads(read_only: tuple[str
     upload = tmp_path / "new.md"
     upload.write_text("# New\n\nA document that must not reach the corpus.\n", encoding="utf-8")
     api = client(url)
-    with pytest.raises(AppError, match="--allow-uploads"):
+    # The client sends the file to Gradio's upload route first, which refuses it before reading it...
+    with pytest.raises(httpx.HTTPStatusError) as refused:
         api.predict([handle_file(str(upload))], api_name="/upload")
+    assert refused.value.response.status_code == 403 and "--allow-uploads" in refused.value.response.text
+    # ...and the event refuses too, with no file given.
+    with pytest.raises(AppError, match="--allow-uploads"):
+        api.predict(None, api_name="/upload")
     with pytest.raises(AppError, match="--allow-uploads"):
         api.predict(api_name="/rebuild")
     assert sorted(p.name for p in corpus.iterdir()) == before
@@ -186,7 +194,7 @@ def test_traversal_name_lands_inside_the_corpus(writable_article: tuple[Path, Pa
     assert sorted(p.name for p in corpus.iterdir()) == ["putin-bush-pakistan-nuclear.md", "x.md"]
     # Rebuilt and swapped in: the new document answers at once, and the index on disk has it too.
     assert service.search("Why do zebras have stripes?", 1)[0].doc_id == "x.md"
-    assert Index.read_manifest(index)["corpus"]["documents"] == 2
+    assert Index.read_manifest(index).corpus.documents == 2
     assert service.status().stale_reason is None
 
 
@@ -197,10 +205,46 @@ def test_index_status_says_when_the_corpus_changed(writable_article: tuple[Path,
     corpus, index = writable_article
     service = Service(index, corpus, Index.load(index))
     shown = render.index_html(service.status())
-    assert "fresh" in shown and "Putin and Bush on Pakistan" in shown and "all-MiniLM-L6-v2" in shown
+    # The state's own element: the word "fresh" is also in "restart qa serve to refresh it".
+    assert FRESH in shown and STALE not in shown
+    assert "Putin and Bush on Pakistan" in shown and "all-MiniLM-L6-v2" in shown
     (corpus / "more.md").write_text("# More\n\nAnother document.\n", encoding="utf-8")
     shown = render.index_html(service.status())
-    assert "stale" in shown and "restart qa serve" in shown  # uploads are off: no Rebuild button to press
+    assert STALE in shown and FRESH not in shown
+    assert "restart qa serve" in shown  # uploads are off: no Rebuild button to press
+
+
+def test_a_public_index_tab_names_folders_without_the_machines_paths(writable_article: tuple[Path, Path]) -> None:
+    corpus, index = writable_article  # <tmp>/corpus and <tmp>/index
+    machine = str(corpus.resolve().parent)
+    local = render.index_html(Service(index, corpus, Index.load(index)).status())
+    assert str(corpus) in local and str(index) in local  # on loopback the full paths help, and are shown
+
+    service = Service(index, corpus, Index.load(index), allow_uploads=True, public=True)
+    status = service.status()
+    assert (status.index_path, status.corpus) == ("index", "corpus")
+    (corpus / "more.md").write_text("# More\n\nAnother document.\n", encoding="utf-8")
+    stale = service.status().stale_reason
+    assert stale == "the documents in corpus have changed since it was built"
+    # A failed rebuild's error names the corpus folder too: relative to the folder that holds it.
+    for document in corpus.iterdir():
+        document.unlink()
+    with pytest.raises(QAError):
+        service.rebuild()
+    assert service.last_error is not None and machine in service.last_error  # the server's own record
+    shown = render.index_html(service.status())
+    assert "The last rebuild failed: &#x27;corpus&#x27; has no readable documents" in shown
+    assert machine not in shown and str(corpus.parent.parent) not in shown
+
+
+def test_a_public_server_names_folders_in_a_rebuild_error(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
+    corpus, index = writable_article
+    article = corpus / "putin-bush-pakistan-nuclear.md"
+    with serving(create_app(index, corpus, allow_uploads=True, public=True)) as url:
+        article.rename(tmp_path / article.name)  # an empty corpus: the build fails, naming the folder
+        status, info = client(url).predict(api_name="/rebuild")
+    assert "Rebuild failed: &#x27;corpus&#x27; has no readable documents" in status
+    assert str(tmp_path) not in status + info
 
 
 def test_failed_rebuild_keeps_the_old_index_serving(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
@@ -227,7 +271,7 @@ def test_failed_rebuild_keeps_the_old_index_serving(writable_article: tuple[Path
         )
         status, info = api.predict(api_name="/rebuild")
         assert "Rebuilt: 2 documents" in status
-        assert "fresh" in info and "The last rebuild failed" not in info
+        assert FRESH in info and STALE not in info and "The last rebuild failed" not in info
         assert api.predict("Why do zebras have stripes?", 1, api_name="/search")[0]["doc_id"] == "zebras.md"
 
 
@@ -237,13 +281,17 @@ def test_upload_through_the_server(writable_article: tuple[Path, Path], tmp_path
     good.write_text("# Giraffes\n\nGiraffes sleep less than two hours a day, standing up.\n", encoding="utf-8")
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("Caf\xe9".encode("latin-1"))
-    with serving(create_app(index, corpus, allow_uploads=True)) as url:
+    demo = create_app(index, corpus, allow_uploads=True)
+    with serving(demo) as url:
         api = client(url)
         status, info, _ = api.predict([handle_file(str(good)), handle_file(str(bad))], api_name="/upload")
         assert "Added giraffe_notes.md" in status
         assert "latin1.txt is not UTF-8" in status
         assert "giraffe_notes.md" in info
         assert api.predict("How long do giraffes sleep?", 1, api_name="/search")[0]["doc_id"] == "giraffe_notes.md"
+        # The client sent both files through Gradio's upload route; once read, the app deleted its copies.
+        assert len(demo.upload_file_set) == 2
+        assert [path for path in demo.upload_file_set if os.path.exists(path)] == []
     assert sorted(p.name for p in corpus.iterdir()) == ["giraffe_notes.md", "putin-bush-pakistan-nuclear.md"]
 
 
@@ -344,39 +392,16 @@ def test_serve_says_when_the_port_is_taken(
 def test_an_index_given_alone_keeps_its_own_corpus(article_index_path: Path) -> None:
     corpus, index = article_index_path.parent / "corpus", article_index_path
     args = cli.build_parser().parse_args(["serve", "-i", str(index)])
-    assert _paths(args) == (index, corpus.resolve())
+    assert serve_paths(args) == (index, corpus.resolve())
 
 
 def test_qa_serve_starts_with_auth(writable_article: tuple[Path, Path], tmp_path: Path) -> None:
     """The real command: loads the index and the model, warms up, binds 127.0.0.1 and asks for a login."""
     corpus, index = writable_article
-    log = tmp_path / "serve.log"
-    port = free_port()
-    env = {**os.environ, "QA_AUTH": "ann:secret", "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "qa", "serve", "-i", str(index), "--corpus", str(corpus), "--port", str(port)]
-    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, f"qa serve exited: {log.read_text(errors='replace')}"
-            try:
-                httpx.get(url, timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "qa serve did not start within 120 s"
-                time.sleep(0.5)
+    with qa_serve(index, corpus, tmp_path / "serve.log", env={"QA_AUTH": "ann:secret"}) as url:
         assert httpx.get(f"{url}config", timeout=10).status_code == 401  # no login, no app
         hits = client(url, auth=("ann", "secret")).predict(QUESTION, 3, api_name="/search")
         assert any(NPT in hit["text"] for hit in hits)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 # -------------------------------------------------------------------------------------- render
@@ -388,6 +413,15 @@ def test_render_escapes_document_text() -> None:
     assert "<script" not in shown and "<img" not in shown and "{" not in shown and "$" not in shown
     assert shown.startswith("A <mark>&lt;script&gt;x=1&lt;/script&gt;</mark>")
     assert "&amp;" in shown
+
+
+def test_result_card_says_what_its_offsets_index(article_index: Index) -> None:
+    hit = article_index.search(QUESTION, 1)[0]
+    card = render.hit_card(hit, 1.0)
+    footer = card[card.index("<footer>") :]
+    assert f"characters {hit.start}–{hit.end} of its text as read" in footer
+    assert f'title="{render.text_html(render.OFFSETS_TITLE)}"' in footer
+    assert "not into the file&#x27;s bytes" in footer  # the attribute is escaped like any text
 
 
 def test_render_marks_overlapping_highlights_once() -> None:

@@ -5,23 +5,30 @@ run time to describe the endpoint, and needs them as real types.
 """
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.exceptions import ServerFailedToStartError
+from gradio.utils import get_upload_folder, is_in_or_equal
+from starlette.middleware import Middleware
 
-from qa.api import default_corpus, default_index, open_index
+from qa.api import bundled_corpus, default_corpus, default_index, in_checkout, open_index
 from qa.documents import SUFFIXES
 from qa.errors import IncompatibleIndex, IndexBusy, IndexNotFound, QAError
-from qa.index import Index, manifest_corpus
+from qa.index import Index
+from qa.manifest import read_manifest
 from qa.retrieval import MODES
-from ui import render
-from ui.service import Service, UploadReport, UploadsDisabled
-from ui.uploads import MAX_BINARY_UPLOAD_BYTES, MAX_UPLOAD_BYTES, UploadRejected, read_limited
+
+from . import render
+from .service import Service, UploadReport, UploadsDisabled
+from .upload_route import UploadLimits, UploadRouteGuard
+from .uploads import MAX_BINARY_UPLOAD_BYTES, MAX_UPLOAD_BYTES, UploadRejected, read_limited
 
 EXAMPLES = [
     "Which treaty has Pakistan not joined?",
@@ -34,6 +41,11 @@ WARM_UP_QUESTION = "Which treaty has Pakistan not joined?"
 MAX_PASSAGES = 20
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+UNUSED_UPLOAD_SECONDS = 3600
+"""An uploaded file not added to the corpus within this time is deleted (checked every tenth of it)."""
+
+_TAKES_UPLOADS: weakref.WeakKeyDictionary[gr.Blocks, bool] = weakref.WeakKeyDictionary()
+"""Whether each app create_app built takes uploads: launch guards Gradio's upload route by it."""
 
 
 def _first_upper(text: str) -> str:
@@ -46,6 +58,7 @@ def create_app(
     *,
     allow_uploads: bool = False,
     index: Index | None = None,
+    public: bool = False,
 ) -> gr.Blocks:
     """Build the app for the index at ``index_path`` of the documents in ``corpus``.
 
@@ -54,6 +67,8 @@ def create_app(
         corpus: The documents' folder (default ``$QA_CORPUS`` or ``corpus/``).
         allow_uploads: Enable uploading documents and rebuilding the index from the page.
         index: The index already loaded from ``index_path``; loaded (built when missing or stale) if not given.
+        public: It will listen on an address other than loopback: the page shows folder names, not the
+            machine's paths (``qa serve`` sets it from ``--host``).
 
     Launch the result with :func:`launch`.
     """
@@ -61,7 +76,7 @@ def create_app(
     corpus = Path(corpus) if corpus is not None else default_corpus()
     if index is None:
         index = open_index(index_path, corpus)
-    service = Service(index_path, corpus, index, allow_uploads=allow_uploads)
+    service = Service(index_path, corpus, index, allow_uploads=allow_uploads, public=public)
 
     def ask(question: str, k: float, mode: str) -> str:
         """Result cards for the page; a friendly message instead of an error for a bad question."""
@@ -77,8 +92,9 @@ def create_app(
         Each has rank, score, id, doc_id, title, section, start, end, text and highlights (offsets
         into text of the sentence that answers best). mode is hybrid, dense or lexical.
         """
-        if isinstance(k, float) and k.is_integer():  # JSON clients may send 3.0
-            k = int(k)
+        sent: object = k  # JSON clients may send 3.0 for 3
+        if isinstance(sent, float) and sent.is_integer():
+            k = int(sent)
         try:
             hits = service.search(question, k, mode)
         except ValueError as error:
@@ -95,7 +111,7 @@ def create_app(
         except UploadsDisabled as error:
             raise gr.Error(_first_upper(str(error)), print_exception=False) from None
         except (QAError, ValueError, OSError) as error:
-            text = f"Rebuild failed: {error}. The previous index is still serving."
+            text = f"Rebuild failed: {service.for_visitors(str(error))}. The previous index is still serving."
             return render.message(text, "error"), show_index()
         text = f"Rebuilt: {len(new.documents)} documents, {len(new):,} passages. Searches now use the new index."
         return render.message(text, "ok"), show_index()
@@ -116,6 +132,8 @@ def create_app(
                 unreadable.append(str(error))
             except OSError as error:
                 unreadable.append(f"{name}: cannot read the upload ({error.strerror}); upload it again")
+            finally:
+                _discard_upload(path)  # read (or refused): the corpus gets its own copy, this one is done
         try:
             report = service.add_documents(uploads, lambda fraction, desc: progress(fraction, desc=desc))
         except UploadsDisabled as error:
@@ -123,9 +141,13 @@ def create_app(
         except IndexBusy as error:
             return render.message(_first_upper(str(error)), "error"), show_index(), None
         report.rejected[:0] = unreadable
+        if report.rebuild_error is not None:
+            report.rebuild_error = service.for_visitors(report.rebuild_error)
         return _upload_message(report), show_index(), None
 
-    with gr.Blocks(title="qa: ask the documents", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+    # Uploads not added are deleted after an hour, so that Gradio's upload route holds little for long.
+    cache = (UNUSED_UPLOAD_SECONDS // 10, UNUSED_UPLOAD_SECONDS)
+    with gr.Blocks(title="qa: ask the documents", analytics_enabled=False, delete_cache=cache) as demo:
         gr.Markdown("# Ask the documents\nAsk a question; get the passages that answer it, best first.")
         with gr.Tabs():
             with gr.Tab("Ask"):
@@ -150,7 +172,7 @@ def create_app(
                         elem_id="mode",
                     )
                 examples = None
-                if any(document["id"] == ARTICLE_ID for document in index.documents):  # they only fit the article
+                if any(document.id == ARTICLE_ID for document in index.documents):  # they only fit the article
                     examples = gr.Examples(EXAMPLES, inputs=[question], label="Examples about the bundled article")
                 results = gr.HTML(
                     render.message("The passages that answer your question appear here."),
@@ -199,7 +221,15 @@ def create_app(
         upload_button.click(
             upload, inputs=files, outputs=[status, info, files], api_name="upload", api_visibility="undocumented"
         )
+    _TAKES_UPLOADS[demo] = allow_uploads
     return demo
+
+
+def _discard_upload(path: str) -> None:
+    """Delete a file Gradio's upload route stored, once read; never a file outside Gradio's upload folder."""
+    if is_in_or_equal(path, get_upload_folder()):
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def _upload_message(report: UploadReport) -> str:
@@ -222,8 +252,15 @@ def launch(
     port: int = 7860,
     auth: tuple[str, str] | None = None,
     block: bool = False,
+    upload_limits: UploadLimits | None = None,
 ) -> str:
-    """Start serving ``demo`` and return its URL; with ``block`` wait until interrupted (Ctrl+C)."""
+    """Start serving ``demo`` and return its URL; with ``block`` wait until interrupted (Ctrl+C).
+
+    Gradio's own upload route is refused unless ``demo`` was built by ``create_app(allow_uploads=True)``;
+    then it holds at most ``upload_limits`` (default ``UploadLimits()``) of files not yet added.
+    """
+    allowed = _TAKES_UPLOADS.get(demo, False)
+    guard = Middleware(UploadRouteGuard, blocks=demo, allowed=allowed, limits=upload_limits)
     _, url, _ = demo.launch(
         server_name=host,
         server_port=port,
@@ -233,7 +270,8 @@ def launch(
         inbrowser=False,
         quiet=not block,
         show_error=False,  # no tracebacks in the browser; our handlers return readable messages
-        max_file_size=MAX_UPLOAD_BYTES,
+        max_file_size=MAX_BINARY_UPLOAD_BYTES,  # the largest of any type; read_limited applies each type's
+        app_kwargs={"middleware": [guard]},
         ssr_mode=False,
         mcp_server=False,
         pwa=False,
@@ -265,14 +303,14 @@ def parse_auth(text: str) -> tuple[str, str]:
     return user, password
 
 
-def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+def serve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     """The index folder and corpus to serve; an index given without a corpus keeps the corpus it was built from."""
     index_path = Path(args.index) if args.index else default_index()
     if args.corpus:
         return index_path, Path(args.corpus)
     if args.index:
         try:
-            built_from = manifest_corpus(index_path, Index.read_manifest(index_path))
+            built_from = read_manifest(index_path).corpus_folder(index_path)
         except (IndexNotFound, IncompatibleIndex):
             built_from = None
         if built_from is not None and built_from.is_dir():
@@ -302,11 +340,18 @@ def serve(args: argparse.Namespace) -> int:
             "require a login",
             file=sys.stderr,
         )
-    index_path, corpus = _paths(args)
+    index_path, corpus = serve_paths(args)
+    if args.allow_uploads and not in_checkout() and corpus.resolve() == bundled_corpus().resolve():
+        print(
+            "qa: error: refusing to start: --allow-uploads would write uploads into the bundled article's folder, "
+            "which belongs to the installed package. Give --corpus FOLDER, a folder of your documents",
+            file=sys.stderr,
+        )
+        return 1
     print(f"qa: loading the index at {index_path} (building it from {corpus} if missing or stale)", file=sys.stderr)
     index = open_index(index_path, corpus, progress=True)
     index.search(WARM_UP_QUESTION, k=1)  # loads the model now, so the first question is answered at once
-    demo = create_app(index_path, corpus, allow_uploads=args.allow_uploads, index=index)
+    demo = create_app(index_path, corpus, allow_uploads=args.allow_uploads, index=index, public=not is_loopback(host))
     try:
         launch(demo, host=host, port=args.port, auth=auth, block=True)
     except (OSError, ServerFailedToStartError):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from qa.contents import DocumentRecord
+from qa.manifest import Manifest
 from qa.passage import Hit
 
 # Beyond html.escape: the characters template engines act on, so no front-end templating can read
@@ -43,6 +44,12 @@ CSS = """
 .qa-stale { color: #b45309; font-weight: 600; }
 .qa-fresh { color: #15803d; font-weight: 600; }
 """
+
+
+OFFSETS_TITLE = (
+    "Offsets into the document's text as qa reads it (Unicode NFC, LF line ends, HTML reduced to its text), "
+    "not into the file's bytes"
+)
 
 
 def text_html(text: object) -> str:
@@ -78,7 +85,8 @@ def hit_card(hit: Hit, share: float) -> str:
         f'<span class="qa-bar"><span style="width: {share * 100:.0f}%"></span></span>{hit.score:.3f}</span>'
         "</header>"
         f'<p class="qa-text">{passage_html(hit.text, hit.highlights)}</p>'
-        f"<footer>{text_html(hit.doc_id)}{page} · characters {hit.start}–{hit.end}</footer>"
+        f'<footer>{text_html(hit.doc_id)}{page} · <span class="qa-offsets" title="{text_html(OFFSETS_TITLE)}">'
+        f"characters {hit.start}–{hit.end} of its text as read</span></footer>"
         "</article>"
     )
 
@@ -122,8 +130,8 @@ class IndexStatus:
 
     index_path: str
     corpus: str
-    manifest: dict[str, Any]
-    documents: list[dict[str, Any]]
+    manifest: Manifest
+    documents: list[DocumentRecord]
     passages: int
     stale_reason: str | None
     uploads_allowed: bool
@@ -143,18 +151,17 @@ def index_html(status: IndexStatus) -> str:
         state += "<br>A rebuild is running; searches use this index until it is done."
     rows = [
         ("Documents", str(len(status.documents))),
-        ("Passages", f"{status.passages:,} ({manifest.get('sentences', 0):,} sentences)"),
-        ("Model", text_html(manifest.get("model", "?"))),
-        ("Vectors", text_html(manifest.get("dense", {}).get("type", "?"))),
-        ("Built", text_html(manifest.get("created", "?"))),
+        ("Passages", f"{status.passages:,} ({manifest.sentences:,} sentences)"),
+        ("Model", text_html(manifest.model)),
+        ("Vectors", text_html(manifest.dense_type)),
+        ("Built", text_html(manifest.created or "?")),
         ("State", state),
         ("Index folder", text_html(status.index_path)),
         ("Corpus folder", text_html(status.corpus)),
     ]
     table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     documents = "".join(
-        f"<tr><td>{text_html(d.get('title', ''))}</td><td>{text_html(d.get('id', ''))}</td>"
-        f"<td>{int(d.get('passages', 0))}</td></tr>"
+        f"<tr><td>{text_html(d.title)}</td><td>{text_html(d.id)}</td><td>{d.passages}</td></tr>"
         for d in status.documents
     )
     failed = ""

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.api import refresh
 from qa.errors import IndexBusy, QAError
 from qa.index import Index
 from qa.passage import Hit
-from qa.storage import generation, writer_lock
-from ui.render import IndexStatus
-from ui.uploads import UploadRejected, store_upload
+from qa.storage import generation
+
+from .render import IndexStatus
+from .uploads import UploadRejected, store_upload
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,10 @@ Step = Callable[[float, str], None]
 
 def _no_progress(fraction: float, description: str) -> None:
     pass
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class UploadsDisabled(PermissionError):
@@ -54,13 +61,29 @@ class UploadReport:
     rebuild_error: str | None = None
 
 
+def _path_names(corpus: Path, index_path: Path) -> list[tuple[str, str]]:
+    """``(path, shown as)`` pairs for :meth:`Service.for_visitors`, the longest path first."""
+    names: dict[str, str] = {}
+    for folder in (index_path, corpus):
+        for form in (folder.resolve(), folder.absolute(), folder):
+            if form.is_absolute() or len(form.parts) > 1:  # a bare relative name says nothing of the machine
+                names[str(form)] = folder.resolve().name or str(folder)
+    for form in (corpus.resolve(), corpus.absolute()):
+        if form.parent != Path(form.anchor):  # the file system's root is no secret, and would match everything
+            names[str(form.parent) + os.sep] = ""
+    return sorted(names.items(), key=lambda pair: -len(pair[0]))
+
+
 class Service:
     """The served index, its corpus folder, and the operations the app offers on them."""
 
-    def __init__(self, index_path: Path, corpus: Path, index: Index, *, allow_uploads: bool = False) -> None:
+    def __init__(
+        self, index_path: Path, corpus: Path, index: Index, *, allow_uploads: bool = False, public: bool = False
+    ) -> None:
         self.index_path = Path(index_path)
         self.corpus = Path(corpus)
         self.allow_uploads = allow_uploads
+        self.public = public
         self._index = index
         self._swap_lock = threading.Lock()
         self._rebuild_lock = threading.Lock()
@@ -108,18 +131,33 @@ class Service:
         return self.index.search(question, k, mode=mode)
 
     def status(self) -> IndexStatus:
+        """What the Index tab shows; on a public address, with folder names instead of the machine's paths."""
         index = self.index
+        stale_reason = index.stale_reason(self.corpus)
         return IndexStatus(
-            index_path=str(self.index_path),
-            corpus=str(self.corpus),
+            index_path=self.for_visitors(str(self.index_path)),
+            corpus=self.for_visitors(str(self.corpus)),
             manifest=index.manifest,
             documents=index.documents,
             passages=len(index),
-            stale_reason=index.stale_reason(self.corpus),
+            stale_reason=None if stale_reason is None else self.for_visitors(stale_reason),
             uploads_allowed=self.allow_uploads,
             rebuilding=self._rebuild_lock.locked(),
-            last_error=self.last_error,
+            last_error=None if self.last_error is None else self.for_visitors(self.last_error),
         )
+
+    def for_visitors(self, text: str) -> str:
+        """``text`` as the page may show it: on a public address, the server's paths become names.
+
+        A path inside the folder that holds the corpus is shown relative to that folder (``corpus``,
+        ``corpus/notes/a.md``, ``index`` beside it); the index folder elsewhere by its name. On loopback,
+        whoever sees the page is on this machine, and the full paths help.
+        """
+        if not self.public:
+            return text
+        for path, name in _path_names(self.corpus, self.index_path):
+            text = text.replace(path, name)
+        return text
 
     # ------------------------------------------------------------------------------------- rebuild
 
@@ -150,22 +188,19 @@ class Service:
             return self._rebuild(step)
 
     def _rebuild(self, step: Step) -> Index:
-        previous = self.index
+        served = self.index
         try:
             step(0.0, "Reading and splitting the documents")
-            with writer_lock(self.index_path, wait=False):
-                # The served index's model, so that a rebuild never silently switches models.
-                new = Index.build(
-                    self.corpus,
-                    model=previous.manifest["model"],
-                    previous=previous,
-                    progress=True,
-                    on_progress=lambda fraction, stage: step(0.9 * fraction, stage),
-                )
-                step(0.9, "Saving the index")
-                new.save(self.index_path)
-            step(0.95, "Loading the new index")
-            loaded = Index.load(self.index_path)
+            # The served index's encoder, so that a rebuild never silently switches models.
+            loaded = refresh(
+                self.index_path,
+                self.corpus,
+                wait=False,
+                rebuild=True,
+                encoder=served.encoder,
+                progress=True,
+                on_progress=lambda fraction, stage: step(fraction, _first_upper(stage)),
+            )
         except (QAError, ValueError, OSError) as error:
             self.last_error = str(error)
             raise

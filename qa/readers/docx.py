@@ -59,42 +59,52 @@ def extract_docx(data: bytes) -> Extracted:
 def _blocks(document: object) -> Iterator[tuple[str, str]]:
     """``(kind, text)`` of the body's paragraphs and table rows, in order: kind is ``title``, ``h1`` to
     ``h9``, ``item`` (text with its ``- ``), ``row`` (``| cell | cell |``) or ``paragraph``."""
-    from docx.table import Table
+    yield from _children(document.element.body, document)  # type: ignore[attr-defined]
 
-    for block in document.iter_inner_content():  # type: ignore[attr-defined]
-        if isinstance(block, Table):
-            yield from _rows(block)
-            continue
-        text = _line(block.text)
-        if not text:
-            continue
-        style = (block.style.name if block.style is not None else "") or ""
-        heading = _HEADING_STYLE.fullmatch(style.strip())
-        if style.strip().lower() == "title":
-            yield "title", text
-        elif heading:
-            yield f"h{heading.group(1)}", text
-        elif _is_list_item(block, style):
-            yield "item", f"- {text}"
-        else:
-            yield "paragraph", text
+
+def _children(parent: object, document: object) -> Iterator[tuple[str, str]]:
+    from docx.oxml.ns import qn
+    from docx.text.paragraph import Paragraph
+
+    for element in parent:  # type: ignore[attr-defined]
+        if element.tag == qn("w:tbl"):
+            yield from _rows(element)
+        elif element.tag == qn("w:sdt"):  # a content control: its content is part of the body
+            for content in element.iterchildren(qn("w:sdtContent")):
+                yield from _children(content, document)
+        elif element.tag == qn("w:p"):
+            paragraph = Paragraph(element, document)
+            text = _line(paragraph.text)
+            if not text:
+                continue
+            style = (paragraph.style.name if paragraph.style is not None else "") or ""
+            heading = _HEADING_STYLE.fullmatch(style.strip())
+            if style.strip().lower() == "title":
+                yield "title", text
+            elif heading:
+                yield f"h{heading.group(1)}", text
+            elif _is_list_item(element, style):
+                yield "item", f"- {text}"
+            else:
+                yield "paragraph", text
 
 
 def _rows(table: object) -> Iterator[tuple[str, str]]:
-    for row in table.rows:  # type: ignore[attr-defined]
-        cells: list[str] = []
-        previous = None
-        for cell in row.cells:
-            if cell._tc is previous:  # a merged cell is listed once per grid column it spans
-                continue
-            previous = cell._tc
-            cells.append(_line(cell.text).replace("|", "/"))
+    from docx.oxml.ns import qn
+    from docx.text.paragraph import Paragraph
+
+    for row in table.iterchildren(qn("w:tr")):  # type: ignore[attr-defined]
+        # Each w:tc once: a cell merged across columns is one w:tc (python-docx's row.cells repeats it).
+        cells = [
+            _line(" ".join(Paragraph(p, None).text for p in cell.iterchildren(qn("w:p")))).replace("|", "/")
+            for cell in row.iterchildren(qn("w:tc"))
+        ]
         if any(cells):
             yield "row", "| " + " | ".join(cells) + " |"
 
 
-def _is_list_item(paragraph: object, style: str) -> bool:
-    properties = paragraph._p.pPr  # type: ignore[attr-defined]
+def _is_list_item(element: object, style: str) -> bool:
+    properties = element.pPr  # type: ignore[attr-defined]
     numbered = properties is not None and properties.numPr is not None
     return numbered or style.lower().startswith("list")
 
