@@ -213,11 +213,13 @@ def split_collection(
                 sentences.append(spans)
                 acronyms.append(used)
             count = len(entries)
-        records.append(DocumentRecord(document.id, document.title, sha256, count, repeats))
+        records.append(DocumentRecord(document.id, document.title, sha256, count, repeats, document.pages))
     if not records and corpus is not None:
         raise no_documents(corpus)
     if not records:
-        raise EmptyCorpus("no documents to index: give a folder of .txt, .md or .html files, or a list of qa.Document")
+        raise EmptyCorpus(
+            "no documents to index: give a folder of .txt, .md, .html, .pdf or .docx files, or a list of qa.Document"
+        )
     if not passages:
         raise EmptyCorpus("the documents have no text to index; add text to them")
     # Each previous row goes to one passage at most: passage texts are distinct in an index, and a kept

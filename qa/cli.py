@@ -32,6 +32,7 @@ def _default_index() -> Path:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from qa.api import default_corpus, refresh
+    from qa.documents import describe_unread, unread_types
 
     corpus = Path(args.corpus) if args.corpus else default_corpus()
     output = Path(args.output) if args.output else _default_index()
@@ -58,6 +59,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
         f"-> {output} (model {index.manifest.model}, {index.manifest.dense_type} index{where})"
     )
+    if unread := describe_unread(unread_types(corpus)):  # files of types qa does not read: what the index lacks
+        print(unread)
     return 0
 
 
@@ -69,7 +72,8 @@ def _print_hit(hit: object, *, color: bool) -> None:
     # A confidence means something to a reader; a fusion score does not (dense and lexical modes have none).
     sure = f"{hit.confidence:.0%} sure" if hit.confidence is not None else f"score {hit.score:.3f}"
     print(f"{hit.rank}. [{sure}] {where}")
-    print(f"   {hit.doc_id}, characters {hit.start}–{hit.end}")
+    page = f", page {hit.page}" if hit.page is not None else ""
+    print(f"   {hit.doc_id}{page}, characters {hit.start}–{hit.end}")
     text, cursor, pieces = hit.text, 0, []
     on, off = ("\033[1;4m", "\033[0m") if color else ("**", "**")
     for start, end in hit.highlights:
@@ -109,7 +113,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from qa.build import corpus_change, settings_change
-    from qa.documents import read_corpus
+    from qa.documents import describe_unread, read_corpus, unread_types
     from qa.embedding import load_encoder
     from qa.errors import EmptyCorpus
     from qa.manifest import read_manifest
@@ -117,6 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.index) if args.index else _default_index()
     manifest = read_manifest(path)
     corpus = manifest.corpus_folder(path)
+    unread: dict[str, int] = {}
     if corpus is None:
         state = "unknown (built from documents given in Python)"
     elif not corpus.is_dir():
@@ -130,12 +135,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         except EmptyCorpus as error:
             reason = str(error)
         state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
+        unread = unread_types(corpus)
     if args.json:
-        print(json.dumps({**manifest.to_json(), "index": str(path), "stale": state != "fresh"}, ensure_ascii=False))
+        record = {**manifest.to_json(), "index": str(path), "stale": state != "fresh", "not_read": unread}
+        print(json.dumps(record, ensure_ascii=False))
         return 0
     dense = manifest.dense
     print(f"index:      {path}")
     print(f"corpus:     {corpus}  ({manifest.corpus.documents} documents)")
+    if unread:
+        print(f"            {describe_unread(unread)} (qa reads .txt, .md, .html, .pdf and .docx)")
     print(f"state:      {state}")
     print(f"passages:   {manifest.count} ({manifest.sentences} sentences)")
     print(f"model:      {manifest.model} ({manifest.dim} dimensions)")
@@ -234,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = commands.add_parser("build", help="index a folder of .txt, .md and .html documents")
+    build = commands.add_parser("build", help="index a folder of .txt, .md, .html, .pdf and .docx documents")
     build.add_argument("corpus", nargs="?", help="the documents' folder (default: $QA_CORPUS or the bundled corpus/)")
     build.add_argument("-o", "--output", help="the index folder (default: $QA_INDEX or index/)")
     build.add_argument(

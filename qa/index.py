@@ -95,7 +95,7 @@ class Index:
         """Split, embed and index a collection.
 
         Args:
-            source: A folder of ``.txt``/``.md``/``.html`` files (read recursively), a ``qa.Corpus`` (a folder
+            source: A folder of ``.txt``/``.md``/``.html``/``.pdf``/``.docx`` files (read recursively), a ``qa.Corpus`` (a folder
                 read already), or ``qa.Document`` objects.
             model: A sentence-transformers name or folder; default ``$QA_MODEL``, else all-MiniLM-L6-v2.
             encoder: The encoder itself (see ``qa.embedding``), instead of ``model``.

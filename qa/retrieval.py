@@ -7,6 +7,7 @@ function of the index's contents, so it can be measured and tuned on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 
 import numpy as np
@@ -15,7 +16,7 @@ from qa.contents import IndexContents
 from qa.embedding import Encoder
 from qa.fusion import CANDIDATES, Candidates, best_sentence, fused_candidates, sentence_scores, top_indices
 from qa.lexical import QueryTerms, lexical_text
-from qa.passage import Answer, Hit
+from qa.passage import Answer, Hit, page_at
 from qa.ranking import HIT_FEATURES, Ranker, candidates_with_neighbours, default_ranker, sentence_evidence
 
 MODES = ("hybrid", "dense", "lexical")
@@ -82,11 +83,19 @@ def search(
     query = encoder.encode_query(question)
     terms = contents.lexical.terms(question)  # once: ranking and every hit's highlight use them
     if mode == "hybrid":
-        return _ranked_by_sentences(contents, question, query, terms, k, ranker or default_ranker())
-    return [
-        Hit(contents.passages[row], score, rank, highlight(contents, row, query, terms))
-        for rank, (row, score) in enumerate(rank_passages(contents, query, terms, k, mode), start=1)
-    ]
+        hits = _ranked_by_sentences(contents, question, query, terms, k, ranker or default_ranker())
+    else:
+        hits = [
+            Hit(contents.passages[row], score, rank, highlight(contents, row, query, terms))
+            for rank, (row, score) in enumerate(rank_passages(contents, query, terms, k, mode), start=1)
+        ]
+    return [_with_page(hit, contents.pages.get(hit.doc_id, ())) for hit in hits] if contents.pages else hits
+
+
+def _with_page(hit: Hit, pages: tuple[int, ...]) -> Hit:
+    """``hit`` with the page its highlighted sentence (else its passage) starts on, if its document has pages."""
+    start = hit.start + (hit.highlights[0][0] if hit.highlights else 0)
+    return dataclasses.replace(hit, page=page_at(pages, start)) if pages else hit
 
 
 def answer(

@@ -97,6 +97,14 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory, milvus_binary: Path)
     yield from start_milvus_server(tmp_path_factory.mktemp("milvus-server"), milvus_binary)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache of extracted PDF and Word text for this run alone: tests never read or fill the user's."""
+    folder = tmp_path_factory.mktemp("extraction-cache")
+    os.environ["QA_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
     encoder = load_encoder()

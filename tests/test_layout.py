@@ -13,7 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: list[set[str]] = [
     {"errors", "version", "passage", "rows", "splitting", "dense"},
-    {"storage", "documents", "embedding", "lexical"},
+    {
+        "storage",
+        "documents",
+        "embedding",
+        "lexical",
+        "pdf",
+        "docx",
+        "cache",
+        "worker",
+    },  # qa/readers/ sits with documents
     {"milvus", "vectorstore"},
     {"manifest"},
     {"contents"},

@@ -28,7 +28,7 @@ from qa.retrieval import MODES
 from . import render
 from .service import Service, UploadReport, UploadsDisabled
 from .upload_route import UploadLimits, UploadRouteGuard
-from .uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited
+from .uploads import MAX_BINARY_UPLOAD_BYTES, MAX_UPLOAD_BYTES, UploadRejected, read_limited
 
 EXAMPLES = [
     "Which treaty has Pakistan not joined?",
@@ -188,7 +188,8 @@ def create_app(
                         "`qa serve --allow-uploads` (on an address other than 127.0.0.1 this also needs `--auth`)."
                     )
                 files = gr.File(
-                    label=f"Add documents ({', '.join(SUFFIXES)}; UTF-8 text, at most {MAX_UPLOAD_BYTES // 2**20} MB each)",
+                    label=f"Add documents ({', '.join(SUFFIXES)}; text in UTF-8, at most {MAX_UPLOAD_BYTES // 2**20} MB "
+                    f"each; PDF and Word at most {MAX_BINARY_UPLOAD_BYTES // 2**20} MB)",
                     file_count="multiple",
                     file_types=list(SUFFIXES),
                     type="filepath",
@@ -270,7 +271,7 @@ def launch(
         inbrowser=False,
         quiet=not block,
         show_error=False,  # no tracebacks in the browser; our handlers return readable messages
-        max_file_size=MAX_UPLOAD_BYTES,
+        max_file_size=MAX_BINARY_UPLOAD_BYTES,  # the largest of any type; read_limited applies each type's
         app_kwargs={"middleware": [guard]},
         ssr_mode=False,
         mcp_server=False,

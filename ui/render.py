@@ -78,8 +78,9 @@ SCORE_TITLE = "Score of this search (higher is better); the bar compares it with
 
 def hit_card(hit: Hit, share: float) -> str:
     """One result: rank, how sure (or the score, and its bar), title and section, the passage with its answer
-    marked, and its location."""
+    marked, and its location (file, page for a PDF, character offsets)."""
     section = f' <span class="qa-section">› {text_html(hit.section)}</span>' if hit.section else ""
+    page = f' · <span class="qa-page">page {int(hit.page)}</span>' if hit.page is not None else ""
     if hit.confidence is not None:  # a probability a reader can read; a fusion score is not one
         title, width, shown = CONFIDENCE_TITLE, hit.confidence, f"{hit.confidence:.0%} sure"
     else:
@@ -93,7 +94,7 @@ def hit_card(hit: Hit, share: float) -> str:
         f'<span class="qa-bar"><span style="width: {width * 100:.0f}%"></span></span>{shown}</span>'
         "</header>"
         f'<p class="qa-text">{passage_html(hit.text, hit.highlights)}</p>'
-        f'<footer>{text_html(hit.doc_id)} · <span class="qa-offsets" title="{text_html(OFFSETS_TITLE)}">'
+        f'<footer>{text_html(hit.doc_id)}{page} · <span class="qa-offsets" title="{text_html(OFFSETS_TITLE)}">'
         f"characters {hit.start}–{hit.end} of its text as read</span></footer>"
         "</article>"
     )
