@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	bash .ci/chromium
+	bash .ci/fonts
 	$(BIN)/python -m pytest
 
 # README's picture of the Ask tab, taken by the browser test that checks that page; `make test` leaves it alone.

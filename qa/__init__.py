@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from qa.documents import Corpus, Document, read_corpus
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexBusy, IndexNotFound, QAError
-from qa.passage import Hit, Passage
+from qa.passage import Answer, Hit, Passage
 from qa.splitting import split_document, split_text
 from qa.version import __version__
 
 # Index and retrieve pull in numpy and FAISS: they are imported on first use so `import qa` stays cheap.
 __all__ = [
+    "Answer",
     "Corpus",
     "Document",
     "EmptyCorpus",

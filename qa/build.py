@@ -213,11 +213,13 @@ def split_collection(
                 sentences.append(spans)
                 acronyms.append(used)
             count = len(entries)
-        records.append(DocumentRecord(document.id, document.title, sha256, count, repeats))
+        records.append(DocumentRecord(document.id, document.title, sha256, count, repeats, document.pages))
     if not records and corpus is not None:
         raise no_documents(corpus)
     if not records:
-        raise EmptyCorpus("no documents to index: give a folder of .txt, .md or .html files, or a list of qa.Document")
+        raise EmptyCorpus(
+            "no documents to index: give a folder of .txt, .md, .html, .pdf or .docx files, or a list of qa.Document"
+        )
     if not passages:
         raise EmptyCorpus("the documents have no text to index; add text to them")
     # Each previous row goes to one passage at most: passage texts are distinct in an index, and a kept
@@ -461,16 +463,43 @@ def _encode_in_chunks(
 # -------------------------------------------------------------------------------------------- words
 
 
+def _sentence_texts(split: Split, passages: Iterable[int]) -> Iterator[str]:
+    """What BM25 counts of each sentence of these passages, passage by passage."""
+    for i in passages:
+        text, acronyms = split.passages[i].text, split.acronyms[i]
+        for start, end in split.sentences[i]:
+            yield lexical_text(text[start:end], acronyms)
+
+
+def sentence_rows(rows: RowMap, new_offsets: np.ndarray, old_offsets: np.ndarray) -> RowMap:
+    """The sentences a build keeps from the previous index: those of the passages ``rows`` keeps (a kept
+    passage has the very same sentences), given where each index's passages' sentences start."""
+    counts = (new_offsets[rows.new + 1] - new_offsets[rows.new]).astype(np.int64)
+    ramp = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    new = np.repeat(new_offsets[rows.new], counts) + ramp
+    old = np.repeat(old_offsets[rows.old], counts) + ramp
+    return RowMap(int(new_offsets[-1]), new.astype(np.int64), old.astype(np.int64))
+
+
 def lexical_index(split: Split, previous: IndexContents | None) -> LexicalIndex:
-    """BM25 of the split passages; from ``previous``'s word counts, when it kept them, for the passages kept."""
+    """BM25 of the split passages, and their sentences' word counts; from ``previous``'s word counts, when
+    it kept them, for the passages kept."""
     # Generators: each text is made, tokenized and dropped in turn, never all held at once.
     if previous is not None and previous.lexical.has_term_counts:
+        added = split.rows.added.tolist()
         return previous.lexical.updated(
             split.rows,
-            (lexical_text(embedding_text(split.passages[i]), split.acronyms[i]) for i in split.rows.added.tolist()),
+            (lexical_text(embedding_text(split.passages[i]), split.acronyms[i]) for i in added),
+            sentence_rows=sentence_rows(split.rows, sentence_offsets(split.sentences), previous.sentence_offsets)
+            if previous.lexical.has_sentence_counts
+            else RowMap.nothing_kept(int(sentence_offsets(split.sentences)[-1])),
+            new_sentence_texts=_sentence_texts(
+                split, added if previous.lexical.has_sentence_counts else range(len(split.passages))
+            ),
         )
     return LexicalIndex.build(
-        lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)
+        (lexical_text(embedding_text(p), a) for p, a in zip(split.passages, split.acronyms, strict=True)),
+        sentence_texts=_sentence_texts(split, range(len(split.passages))),
     )
 
 

@@ -39,6 +39,7 @@ def _default_index() -> Path:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from qa.api import default_corpus, refresh
+    from qa.documents import describe_unread, unread_types
 
     corpus = Path(args.corpus) if args.corpus else default_corpus()
     output = Path(args.output) if args.output else _default_index()
@@ -66,6 +67,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
         f"-> {output} (model {index.manifest.model} on {index.manifest.runtime}, {index.manifest.dense_type} index{where})"
     )
+    if unread := describe_unread(unread_types(corpus)):  # files of types qa does not read: what the index lacks
+        print(unread)
     return 0
 
 
@@ -74,8 +77,11 @@ def _print_hit(hit: object, *, color: bool) -> None:
 
     assert isinstance(hit, Hit)
     where = " › ".join(part for part in (hit.title, hit.section) if part)
-    print(f"{hit.rank}. [{hit.score:.3f}] {where}")
-    print(f"   {hit.doc_id}, characters {hit.start}–{hit.end}")
+    # A confidence means something to a reader; a fusion score does not (dense and lexical modes have none).
+    sure = f"{hit.confidence:.0%} sure" if hit.confidence is not None else f"score {hit.score:.3f}"
+    print(f"{hit.rank}. [{sure}] {where}")
+    page = f", page {hit.page}" if hit.page is not None else ""
+    print(f"   {hit.doc_id}{page}, characters {hit.start}–{hit.end}")
     text, cursor, pieces = hit.text, 0, []
     on, off = ("\033[1;4m", "\033[0m") if color else ("**", "**")
     for start, end in hit.highlights:
@@ -100,20 +106,22 @@ def cmd_ask(args: argparse.Namespace) -> int:
         from qa.api import open_index
 
         index = open_index(corpus=args.corpus)
-    hits = index.search(args.question, args.k, mode=args.mode)
+    answer = index.ask(args.question, args.k, mode=args.mode)
     if args.json:
-        for hit in hits:
-            print(json.dumps(hit.to_dict(), ensure_ascii=False))
+        for hit in answer.hits:
+            print(json.dumps({**hit.to_dict(), "answered": answer.answered}, ensure_ascii=False))
         return 0
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    for hit in hits:
+    if not answer.answered:
+        print("No answer here: no passage seems to answer this. The closest passages:\n")
+    for hit in answer.hits:
         _print_hit(hit, color=color)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from qa.build import corpus_change, settings_change
-    from qa.documents import read_corpus
+    from qa.documents import describe_unread, read_corpus, unread_types
     from qa.embedding import load_encoder
     from qa.errors import EmptyCorpus
     from qa.manifest import read_manifest
@@ -121,6 +129,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.index) if args.index else _default_index()
     manifest = read_manifest(path)
     corpus = manifest.corpus_folder(path)
+    unread: dict[str, int] = {}
     if corpus is None:
         state = "unknown (built from documents given in Python)"
     elif not corpus.is_dir():
@@ -134,12 +143,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         except EmptyCorpus as error:
             reason = str(error)
         state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
+        unread = unread_types(corpus)
     if args.json:
-        print(json.dumps({**manifest.to_json(), "index": str(path), "stale": state != "fresh"}, ensure_ascii=False))
+        record = {**manifest.to_json(), "index": str(path), "stale": state != "fresh", "not_read": unread}
+        print(json.dumps(record, ensure_ascii=False))
         return 0
     dense = manifest.dense
     print(f"index:      {path}")
     print(f"corpus:     {corpus}  ({manifest.corpus.documents} documents)")
+    if unread:
+        print(f"            {describe_unread(unread)} (qa reads .txt, .md, .html, .pdf and .docx)")
     print(f"state:      {state}")
     print(f"passages:   {manifest.count} ({manifest.sentences} sentences)")
     print(f"model:      {manifest.model} ({manifest.dim} dimensions), {manifest.runtime} runtime")
@@ -190,11 +203,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
             build_options=options,
             progress=False if args.quiet else None,
         )
-        report["squad"] = {"file": str(args.squad), "articles": args.articles, "results": squad}
+        report["squad"] = {
+            "file": str(args.squad),
+            "articles": args.articles,
+            "results": squad.results,
+            "confidence": squad.confidence,
+        }
         print(f"SQuAD {args.squad} (articles {args.articles})\n")
-        print(evaluation.squad_table(squad) + "\n")
+        print(evaluation.squad_table(squad.results) + "\n")
+        print(evaluation.reqa_comparison(squad.results) + "\n")
+        if squad.confidence:
+            print(
+                "Confidence of hybrid hits, and no answer here (each question also asked of another article's index):\n"
+            )
+            print(evaluation.confidence_table(squad.confidence) + "\n")
         if out:
-            evaluation.plot_hits(squad, out / "squad-hits.png")
+            evaluation.plot_hits(squad.results, out / "squad-hits.png")
+            if "" in squad.confidence:
+                evaluation.plot_reliability(squad.confidence[""], out / "reliability.png")
     if args.beir:
         progress = False if args.quiet else None
         splits = [split.strip() for split in args.split.split(",") if split.strip()]
@@ -230,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = commands.add_parser("build", help="index a folder of .txt, .md and .html documents")
+    build = commands.add_parser("build", help="index a folder of .txt, .md, .html, .pdf and .docx documents")
     build.add_argument("corpus", nargs="?", help="the documents' folder (default: $QA_CORPUS or the bundled corpus/)")
     build.add_argument("-o", "--output", help="the index folder (default: $QA_INDEX or index/)")
     build.add_argument(
@@ -275,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--corpus", help="the corpus of the default index (default: $QA_CORPUS or corpus/)")
     ask.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     ask.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
-    ask.add_argument("--json", action="store_true", help="one JSON object per hit")
+    ask.add_argument(
+        "--json", action="store_true", help="one JSON object per hit (with answered: false when no hit seems to answer)"
+    )
     ask.set_defaults(handler=cmd_ask)
 
     info = commands.add_parser("info", help="describe an index and say whether it is stale")

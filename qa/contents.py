@@ -33,10 +33,14 @@ class DocumentRecord:
     """How many passages of the index are its own, in order from its first."""
     repeats: int = 0
     """Its passages left out as copies of passages indexed already (a document with any is split again)."""
+    pages: tuple[int, ...] = ()
+    """Where its pages start in its text (PDF), for the page of a hit; empty for other formats, and in
+    indexes saved before pages were kept."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "sha256": self.sha256, "passages": self.passages,
-                "repeats": self.repeats}  # fmt: skip
+        record = {"id": self.id, "title": self.title, "sha256": self.sha256, "passages": self.passages,
+                  "repeats": self.repeats}  # fmt: skip
+        return record | {"pages": list(self.pages)} if self.pages else record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> DocumentRecord:
@@ -47,6 +51,7 @@ class DocumentRecord:
             str(record["sha256"]),
             int(record["passages"]),
             int(record.get("repeats") or 0),
+            tuple(int(page) for page in record.get("pages") or ()),
         )
 
 
@@ -79,9 +84,18 @@ class IndexContents:
     lexical: LexicalIndex
     documents: Sequence[DocumentRecord]
     sentence_offsets: np.ndarray = field(init=False, repr=False, compare=False)
+    sentence_documents: np.ndarray = field(init=False, repr=False, compare=False)
+    """Per sentence, the position of its document in ``documents``: which sentences are neighbours."""
+
+    pages: Mapping[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    """Where each page starts, by document id, of the documents that have pages (PDF)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sentence_offsets", sentence_offsets(self.sentences))
+        offsets = sentence_offsets(self.sentences)
+        object.__setattr__(self, "sentence_offsets", offsets)
+        passage_documents = np.repeat(np.arange(len(self.documents)), [d.passages for d in self.documents])
+        object.__setattr__(self, "sentence_documents", np.repeat(passage_documents, np.diff(offsets)).astype(np.int32))
+        object.__setattr__(self, "pages", {d.id: d.pages for d in self.documents if d.pages})
 
     def __len__(self) -> int:
         return len(self.passages)

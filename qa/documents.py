@@ -1,4 +1,7 @@
-"""Reading documents: a folder of ``.txt``, ``.md`` and ``.html`` files becomes a list of ``Document``.
+"""Reading documents: a folder of ``.txt``, ``.md``, ``.html``, ``.pdf`` and ``.docx`` files becomes a list of ``Document``.
+
+PDF and Word files are parsed by ``qa.readers`` in a sandboxed worker process, their text cached by
+content hash; the text formats are read here.
 
 HTML is turned into Markdown-like text (headings as ``#`` lines, list items as ``-`` lines, markup,
 scripts and styles dropped) so that one splitter handles every format and offsets index the text
@@ -9,6 +12,7 @@ character or as "e" and an accent is the same word) and its control characters b
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -22,10 +26,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from qa.errors import EmptyCorpus
+from qa.readers import BINARY_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+SUFFIXES = TEXT_SUFFIXES + BINARY_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -36,17 +42,31 @@ class Document:
         id: A stable identifier; for a folder, the path relative to it (``"notes/a.md"``).
         text: The document's text; passage offsets index into it.
         title: Its first heading, or its file name.
+        pages: Where each page starts in ``text`` (first page first, at 0), for formats with pages (PDF);
+            empty for the others. A hit's page is found from it.
     """
 
     id: str
     text: str
     title: str = ""
+    pages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
             raise ValueError(f"a Document needs a non-empty string id; got {self.id!r}")
         if not isinstance(self.text, str):
             raise ValueError(f"Document {self.id!r}: text must be a str, got {type(self.text).__name__}")
+        pages = self.pages
+        if pages and (
+            any(not isinstance(p, int) for p in pages)
+            or pages[0] != 0
+            or any(b < a for a, b in itertools.pairwise(pages))
+            or pages[-1] > len(self.text)
+        ):
+            raise ValueError(
+                f"Document {self.id!r}: pages must be the offsets where pages start in text, from 0, "
+                f"ascending, at most len(text); got {pages[:5]!r}..."
+            )
 
     @property
     def content_hash(self) -> str:
@@ -156,7 +176,9 @@ def clean_text(text: str) -> str:
 
 
 def read_document(path: Path, doc_id: str) -> Document | None:
-    """Read one file; return ``None`` (with a warning naming it) when it is empty, binary or not UTF-8."""
+    """Read one file; return ``None`` (with a warning naming it and saying why) when it cannot be read:
+    empty, binary or not UTF-8 text; a PDF or Word file that is encrypted, damaged, without text, or too
+    slow or too large to parse."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or a device would block or never end
             logger.warning("skipped %s: it is not a regular file", path)
@@ -165,6 +187,16 @@ def read_document(path: Path, doc_id: str) -> Document | None:
     except OSError as error:
         logger.warning("skipped %s: cannot read it (%s); check that you may read it", path, error.strerror or error)
         return None
+    if path.suffix.lower() in BINARY_SUFFIXES:
+        from qa.readers import ReadError, read_binary
+
+        try:
+            extracted = read_binary(raw, path.suffix.lower())
+        except ReadError as error:
+            logger.warning("skipped %s: %s", path, error.reason)
+            return None
+        title = clean_text(extracted.title or path.stem)
+        return Document(id=doc_id, text=extracted.text, title=title, pages=extracted.pages)
     if b"\x00" in raw:
         logger.warning("skipped %s: it is binary (contains NUL bytes), not text", path)
         return None
@@ -243,6 +275,29 @@ def _inside(path: str, root: Path) -> bool:
     return path == str(root) or path.startswith(str(root) + os.sep)
 
 
+def unread_types(folder: str | os.PathLike[str]) -> dict[str, int]:
+    """How many files of each type below ``folder`` qa does not read (``{".pptx": 3, ".odt": 1}``), most first.
+
+    The folders and files the reader skips (hidden ones, links to folders) are not counted.
+    """
+    counts: dict[str, int] = {}
+    for dirpath, dirnames, filenames in os.walk(Path(folder)):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            if name.startswith(".") or name.lower().endswith(SUFFIXES):
+                continue
+            suffix = Path(name).suffix.lower() or "(no suffix)"
+            counts[suffix] = counts.get(suffix, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def describe_unread(counts: dict[str, int]) -> str:
+    """``"not read: 3 .pptx, 1 .odt"``, or ``""`` when every file is of a type qa reads."""
+    if not counts:
+        return ""
+    return "not read: " + ", ".join(f"{n} {suffix}" for suffix, n in counts.items())
+
+
 @dataclass(frozen=True)
 class Corpus:
     """The documents of a folder, read once: to check an index against and to build it from."""
@@ -256,7 +311,8 @@ def _corpus_folder(folder: str | os.PathLike[str]) -> Path:
     path = Path(folder)
     if not path.is_dir():
         raise EmptyCorpus(
-            f"corpus folder {str(path)!r} does not exist or is not a folder; give a folder of .txt, .md or .html files"
+            f"corpus folder {str(path)!r} does not exist or is not a folder; "
+            "give a folder of .txt, .md, .html, .pdf or .docx files"
         )
     return path.resolve()
 
@@ -278,7 +334,7 @@ def iter_documents(folder: str | os.PathLike[str]) -> Iterator[Document]:
 
 
 def read_corpus(folder: str | os.PathLike[str]) -> Corpus:
-    """Read every ``.txt``, ``.md`` and ``.html`` file below ``folder``, recursively, sorted by path.
+    """Read every ``.txt``, ``.md``, ``.html``, ``.pdf`` and ``.docx`` file below ``folder``, recursively, sorted by path.
 
     Raises:
         EmptyCorpus: The folder is missing or has no readable document.
@@ -291,4 +347,7 @@ def read_corpus(folder: str | os.PathLike[str]) -> Corpus:
 
 
 def no_documents(folder: Path) -> EmptyCorpus:
-    return EmptyCorpus(f"{str(folder)!r} has no readable documents: add UTF-8 .txt, .md or .html files with text to it")
+    return EmptyCorpus(
+        f"{str(folder)!r} has no readable documents: add UTF-8 .txt, .md or .html files, or .pdf or .docx files, "
+        "with text to it"
+    )

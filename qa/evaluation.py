@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qa.documents import Document
 from qa.index import Index
 from qa.passage import Hit
+from qa.ranking import default_ranker
 from qa.retrieval import MODES
 
 HIT_KS = (1, 3, 5, 10)
@@ -171,6 +174,84 @@ class SquadScores:
         }
 
 
+CONFIDENCE_HITS = 5
+"""The hits whose confidence is checked for calibration: those a reader sees by default."""
+
+
+@dataclass
+class ConfidenceRecord:
+    """What calibration and "no answer here" are measured from, for one group of questions."""
+
+    hits: list[tuple[float, bool]] = field(default_factory=list)
+    """Each of the first hits' confidence, and whether it holds the answer's words."""
+    answerable: list[float] = field(default_factory=list)
+    """The first hit's confidence of each question asked of its own article."""
+    unanswerable: list[float] = field(default_factory=list)
+    """The first hit's confidence of each question asked of another article, which cannot answer it."""
+
+    def summary(self, threshold: float) -> dict[str, Any]:
+        return {
+            **calibration(self.hits),
+            "auroc": auroc(self.answerable, self.unanswerable),
+            "threshold": threshold,
+            "answerable_kept": float(np.mean([c >= threshold for c in self.answerable])) if self.answerable else 0.0,
+            "unanswerable_flagged": float(np.mean([c < threshold for c in self.unanswerable]))
+            if self.unanswerable
+            else 0.0,
+            "answerable": len(self.answerable),
+            "unanswerable": len(self.unanswerable),
+        }
+
+
+def calibration(hits: Sequence[tuple[float, bool]], bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error, and the reliability diagram's bins: ``[low, high, hits, mean confidence,
+    share holding the answer]``."""
+    if not hits:
+        return {"ece": 0.0, "bins": [], "hits": 0}
+    confidence = np.array([c for c, _ in hits])
+    right = np.array([r for _, r in hits], dtype=np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.minimum(np.digitize(confidence, edges[1:-1]), bins - 1)
+    table, error = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            mean, accuracy = float(confidence[inside].mean()), float(right[inside].mean())
+            error += abs(mean - accuracy) * inside.sum() / len(hits)
+            table.append([float(edges[b]), float(edges[b + 1]), int(inside.sum()), mean, accuracy])
+    return {"ece": float(error), "bins": table, "hits": len(hits)}
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """The probability that a random positive scores above a random negative (ties count half)."""
+    if not positives or not negatives:
+        return 0.0
+    values = np.concatenate([positives, negatives])
+    order = values.argsort(kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):  # ties share their mean rank
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    wins = ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2
+    return float(wins / (len(positives) * len(negatives)))
+
+
+@dataclass(frozen=True)
+class SquadEvaluation:
+    """``qa eval --squad``'s results.
+
+    Attributes:
+        results: ``{setting: {mode: {metric: value}}}``; with ``split_at``, also ``"{setting}, articles A-B"``.
+        confidence: Per group of questions (``""`` for all, and the halves with ``split_at``): calibration of
+            hybrid hits' confidence, and how well the first hit's confidence tells questions an article
+            answers from those it cannot (each question also asked of the next article's index).
+    """
+
+    results: dict[str, dict[str, dict[str, float]]]
+    confidence: dict[str, dict[str, Any]]
+
+
 def evaluate_squad(
     path: str | os.PathLike[str],
     *,
@@ -181,15 +262,13 @@ def evaluate_squad(
     split_at: int | None = None,
     build_options: dict[str, Any] | None = None,
     progress: bool | None = False,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """hit@k, MRR@10 and highlight rate per mode, with each article its own index and all in one.
+) -> SquadEvaluation:
+    """Answer-sentence@k, hit@k, MRR@10 and highlight rate per mode, with each article its own index and all
+    in one; and, in hybrid mode, the calibration of confidence and the "no answer here" figures.
 
     Args:
         split_at: Also report the questions of articles before and from this article apart, e.g.
             24: tuning on the first half and reporting on the second keeps the figures honest.
-
-    Returns:
-        ``{setting: {mode: {metric: value}}}``; with ``split_at``, also ``"{setting}, articles A-B"``.
     """
     documents, questions = load_squad(path)
     chosen = set(range(len(documents))[articles])
@@ -214,6 +293,8 @@ def evaluate_squad(
         runs["per-article"] = lambda q: per_article[q.article]
     if "pooled" in settings:
         runs["pooled"] = lambda q: pooled
+    records = {suffix: ConfidenceRecord() for suffix in groups}
+    order = sorted(numbers)
     for setting, index_of in runs.items():
         scores = {(suffix, mode): SquadScores() for suffix in groups for mode in modes}
         seconds = dict.fromkeys(modes, 0.0)
@@ -226,12 +307,26 @@ def evaluate_squad(
                 for suffix, belongs in groups.items():
                     if belongs(question):
                         scores[suffix, mode].add(hits, question)
+                if setting == "per-article" and mode == "hybrid" and len(order) > 1:
+                    other = per_article[order[(order.index(question.article) + 1) % len(order)]]
+                    elsewhere = other.search(question.question, 1, mode=mode)[0].confidence or 0.0
+                    for suffix, belongs in groups.items():
+                        if belongs(question):
+                            record = records[suffix]
+                            record.hits += [
+                                (hit.confidence or 0.0, any(a in hit.text for a in question.answers))
+                                for hit in hits[:CONFIDENCE_HITS]
+                            ]
+                            record.answerable.append(hits[0].confidence or 0.0)
+                            record.unanswerable.append(elsewhere)
         for suffix in groups:
             results[setting + suffix] = {
                 mode: {**scores[suffix, mode].summary(), "ms_per_query": 1000 * seconds[mode] / max(len(questions), 1)}
                 for mode in modes
             }
-    return results
+    threshold = default_ranker().no_answer_below
+    confidence = {suffix: record.summary(threshold) for suffix, record in records.items() if record.answerable}
+    return SquadEvaluation(results, confidence)
 
 
 def ndcg_at_10(ranked: Sequence[str], relevant: dict[str, int]) -> float:
@@ -324,6 +419,60 @@ def beir_table(results: dict[str, dict[str, float]]) -> str:
         f"| {mode} | {m['ndcg@10']:.3f} | {m['recall@100']:.3f} | {int(m['queries'])} |" for mode, m in results.items()
     ]
     return "\n".join(lines)
+
+
+REQA = (
+    "ReQA (Ahmad et al. 2019), answer-sentence retrieval over SQuAD with USE-QA: R@1 0.439, MRR 0.539 on "
+    "SQuAD train; the official evaluation script's example run on dev: R@1 0.515, MRR 0.625."
+)
+
+
+def reqa_comparison(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """qa's pooled answer-sentence figures (the ReQA setting: every article's sentences are candidates) beside ReQA's."""
+    pooled = results.get("pooled", {})
+    lines = [REQA]
+    for mode, m in pooled.items():
+        lines.append(
+            f"qa, all articles in one index, {mode}: answer-sentence@1 {m['sentence@1']:.3f}, "
+            f"sentence MRR@10 {m['sentence_mrr@10']:.3f}."
+        )
+    return "\n".join(lines)
+
+
+def confidence_table(confidence: dict[str, dict[str, Any]]) -> str:
+    """Markdown: calibration (ECE) of hybrid hits' confidence and the "no answer here" figures, per group."""
+    lines = [
+        "| questions | ECE (top 5 hits) | AUROC answerable vs not | threshold | answerable kept | unanswerable flagged |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suffix, c in confidence.items():
+        lines.append(
+            f"| {suffix.lstrip(', ') or 'all'} ({c['answerable']}) | {c['ece']:.3f} | {c['auroc']:.3f} | "
+            f"{c['threshold']:.3f} | {c['answerable_kept']:.3f} | {c['unanswerable_flagged']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_reliability(confidence: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """A PNG reliability diagram: per confidence bin, the share of hits that hold the answer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    bins = confidence["bins"]
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    axis.plot([b[3] for b in bins], [b[4] for b in bins], "o-", label=f"qa hybrid (ECE {confidence['ece']:.3f})")
+    axis.set_xlabel("confidence")
+    axis.set_ylabel("share of hits holding the answer")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 def plot_hits(results: dict[str, dict[str, dict[str, float]]], path: str | os.PathLike[str]) -> None:

@@ -21,7 +21,7 @@ from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, load_encoder, model_name, 
 from qa.errors import EmptyCorpus
 from qa.index_files import read_index, write_index
 from qa.manifest import Manifest, read_manifest
-from qa.passage import Hit, Passage
+from qa.passage import Answer, Hit, Passage
 from qa.splitting import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class Index:
         """Split, embed and index a collection.
 
         Args:
-            source: A folder of ``.txt``/``.md``/``.html`` files (read recursively), a ``qa.Corpus`` (a folder
+            source: A folder of ``.txt``/``.md``/``.html``/``.pdf``/``.docx`` files (read recursively), a ``qa.Corpus`` (a folder
                 read already), or ``qa.Document`` objects.
             model: A sentence-transformers name or folder; default ``$QA_MODEL``, else all-MiniLM-L6-v2.
             encoder: The encoder itself (see ``qa.embedding``), instead of ``model``.
@@ -249,6 +249,16 @@ class Index:
             ValueError: An empty or too long question, ``k < 1``, or an unknown mode.
         """
         return retrieval.search(self.contents, self.encoder, question, k, mode=mode)
+
+    def ask(self, question: str, k: int = 5, *, mode: str = "hybrid") -> Answer:
+        """:meth:`search`'s hits, with whether they are likely to hold the answer at all.
+
+        Example:
+            >>> answer = index.ask("How many warheads does Pakistan have?")
+            >>> answer.answered, answer.hits[0].confidence
+            (False, 0.12)
+        """
+        return retrieval.answer(self.contents, self.encoder, question, k, mode=mode)
 
 
 def _encoder(model: str | None, encoder: Encoder | None, runtime: str | None) -> Encoder:

@@ -161,55 +161,71 @@ class QueryTerms:
 
 
 class LexicalIndex:
-    """BM25 scores of every passage for a question."""
+    """BM25 scores of every passage for a question, and the words of every sentence.
 
-    def __init__(self, bm25: Any, term_counts: TermCounts | None) -> None:
+    The sentences' word counts (in the passages' vocabulary) let a search weigh a candidate sentence's
+    words without tokenizing it again; an index saved before qa kept them has none.
+    """
+
+    def __init__(self, bm25: Any, term_counts: TermCounts | None, sentence_counts: TermCounts | None = None) -> None:
         self._bm25 = bm25
         self._term_counts = term_counts  # None in an index saved before qa kept them
+        self._sentence_counts = sentence_counts
+        self._sentence_mean_length: float | None = None
 
     @classmethod
-    def build(cls, texts: Iterable[str], *, score_slice: int = SCORE_SLICE) -> LexicalIndex:
+    def build(
+        cls, texts: Iterable[str], *, sentence_texts: Iterable[str] | None = None, score_slice: int = SCORE_SLICE
+    ) -> LexicalIndex:
         """Index ``texts``, one passage each (a generator stays one: each text is counted and dropped).
 
-        ``score_slice``: how many entries of the score matrix are computed at once (memory, not results).
+        Args:
+            sentence_texts: Every passage's sentences, passage by passage, to keep their word counts.
+            score_slice: How many entries of the score matrix are computed at once (memory, not results).
         """
         vocabulary: dict[str, int] = {}
-        return cls._from_counts(count_terms(texts, vocabulary), vocabulary, score_slice)
+        counts = count_terms(texts, vocabulary)
+        sentences = count_terms(sentence_texts, vocabulary) if sentence_texts is not None else None
+        return cls._from_counts(counts, vocabulary, sentences, score_slice)
 
-    def updated(self, rows: RowMap, new_texts: Iterable[str]) -> LexicalIndex:
+    def updated(
+        self,
+        rows: RowMap,
+        new_texts: Iterable[str],
+        *,
+        sentence_rows: RowMap | None = None,
+        new_sentence_texts: Iterable[str] = (),
+    ) -> LexicalIndex:
         """A new index of the same collection changed: the passages ``rows`` keeps are this index's, and
-        the others, in order, are ``new_texts``. Only those are tokenized.
+        the others, in order, are ``new_texts``. Only those are tokenized. Likewise the sentences: those
+        ``sentence_rows`` keeps, and ``new_sentence_texts`` (sentence counts are kept only when both this
+        index has them and ``sentence_rows`` is given).
 
         Raises:
             ValueError: This index was saved without its word counts (by an earlier qa); build anew.
         """
-        import scipy.sparse
-
         if self._term_counts is None:
             raise ValueError("this BM25 index keeps no word counts to update from; build it anew")
         vocabulary = dict(self._bm25.vocab_dict)
-        old = self._term_counts
-        new = count_terms(new_texts, vocabulary)
-        added = rows.added
-        if len(added) != new.passages:
-            raise ValueError(f"{len(added)} passages are new but {new.passages} texts were given")
-        order = np.empty(rows.count, dtype=np.int64)  # the row of each passage among old and new counts
-        order[rows.new] = rows.old
-        order[added] = old.passages + np.arange(new.passages)
-        both = scipy.sparse.csr_matrix(
-            (
-                np.concatenate([old.counts, new.counts]),
-                np.concatenate([old.ids, new.ids]),
-                np.concatenate([old.indptr, new.indptr[1:] + old.indptr[-1]]),
-            ),
-            shape=(old.passages + new.passages, len(vocabulary)),
-        )[order]
-        counts = TermCounts(both.indptr.astype(np.int64), both.indices.astype(np.int32), both.data.astype(np.int32))
-        return self._from_counts(*_without_unused_words(counts, vocabulary))
+        counts = _rearranged(self._term_counts, count_terms(new_texts, vocabulary), rows, len(vocabulary), "passages")
+        sentences = None
+        if sentence_rows is not None:
+            new_sentences = count_terms(new_sentence_texts, vocabulary)
+            if self._sentence_counts is not None:
+                sentences = _rearranged(
+                    self._sentence_counts, new_sentences, sentence_rows, len(vocabulary), "sentences"
+                )
+            elif not len(sentence_rows.new):  # none kept: every sentence was counted anew
+                sentences = new_sentences
+        return self._from_counts(*_without_unused_words(counts, vocabulary, sentences))
 
     @classmethod
     def _from_counts(
-        cls, terms: TermCounts, vocabulary: dict[str, int], score_slice: int = SCORE_SLICE
+        cls,
+        terms: TermCounts,
+        vocabulary: dict[str, int],
+        sentences: TermCounts | None = None,
+        score_slice: int = SCORE_SLICE,
     ) -> LexicalIndex:
         import bm25s
 
@@ -218,7 +234,37 @@ class LexicalIndex:
         bm25.vocab_dict = vocabulary
         bm25.unique_token_ids_set = set(vocabulary.values())
         bm25.nonoccurrence_array = None  # what bm25s sets for Lucene scoring
-        return cls(bm25, terms)
+        return cls(bm25, terms, sentences)
+
+    @property
+    def has_sentence_counts(self) -> bool:
+        return self._sentence_counts is not None
+
+    def sentence_words(self, rows: np.ndarray) -> TermCounts:
+        """The word counts of these sentences (rows of the index's sentences), in the order given.
+
+        Raises:
+            ValueError: The index keeps no sentence counts (saved by an earlier qa).
+        """
+        if self._sentence_counts is None:
+            raise ValueError("this BM25 index keeps no sentence word counts; rebuild it")
+        counts = self._sentence_counts
+        starts, ends = counts.indptr[rows], counts.indptr[rows + 1]
+        lengths = (ends - starts).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        take = np.repeat(starts - indptr[:-1], lengths) + np.arange(int(indptr[-1]))
+        return TermCounts(indptr, np.asarray(counts.ids[take]), np.asarray(counts.counts[take]))
+
+    @property
+    def sentence_mean_length(self) -> float:
+        """The mean number of counted words in a sentence (BM25's length normalisation for sentences)."""
+        if self._sentence_mean_length is None:
+            counts = self._sentence_counts
+            if counts is None or counts.passages == 0:
+                self._sentence_mean_length = 1.0
+            else:
+                self._sentence_mean_length = max(float(np.sum(counts.counts, dtype=np.int64)) / counts.passages, 1.0)
+        return self._sentence_mean_length
 
     @property
     def has_term_counts(self) -> bool:
@@ -269,38 +315,75 @@ class LexicalIndex:
 
     def save(self, folder: Path) -> None:
         self._bm25.save(str(folder), show_progress=False)
-        if self._term_counts is not None:
-            for name in TERM_COUNT_FILES:
-                np.save(folder / f"{name}.npy", getattr(self._term_counts, name), allow_pickle=False)
+        for prefix, counts in (("", self._term_counts), (SENTENCE_PREFIX, self._sentence_counts)):
+            if counts is not None:
+                for name in TERM_COUNT_FILES:
+                    np.save(folder / f"{prefix}{name}.npy", getattr(counts, name), allow_pickle=False)
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
         import bm25s
 
         bm25 = bm25s.BM25.load(str(folder), mmap=False, allow_pickle=False, show_progress=False)
-        term_counts = None
-        if all((folder / f"{name}.npy").is_file() for name in TERM_COUNT_FILES):
-            # Mapped, not read: only a rebuild reads them, and a search should not hold them in memory.
-            arrays = {
-                name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in TERM_COUNT_FILES
-            }
-            term_counts = TermCounts(**arrays)
-            if not (len(term_counts.ids) == len(term_counts.counts) == int(term_counts.indptr[-1])):
-                raise ValueError(f"the word counts in {folder} are damaged")
-            if term_counts.passages != int(bm25.scores["num_docs"]):
-                raise ValueError(f"the word counts in {folder} are of another collection than its BM25 scores")
-        return cls(bm25, term_counts)
+        term_counts = _load_counts(folder, "")
+        if term_counts is not None and term_counts.passages != int(bm25.scores["num_docs"]):
+            raise ValueError(f"the word counts in {folder} are of another collection than its BM25 scores")
+        return cls(bm25, term_counts, _load_counts(folder, SENTENCE_PREFIX))
 
 
 TERM_COUNT_FILES = ("indptr", "ids", "counts")
+SENTENCE_PREFIX = "sentence_"
+"""The sentences' word counts are saved as ``sentence_indptr.npy`` and so on."""
 
 
-def _without_unused_words(terms: TermCounts, vocabulary: dict[str, int]) -> tuple[TermCounts, dict[str, int]]:
-    """Drop the words no passage has any more, as a build of the same passages would not know them."""
+def _load_counts(folder: Path, prefix: str) -> TermCounts | None:
+    """Word counts saved in ``folder`` (mapped, not read: a search reads only its candidates')."""
+    if not all((folder / f"{prefix}{name}.npy").is_file() for name in TERM_COUNT_FILES):
+        return None
+    arrays = {
+        name: np.load(folder / f"{prefix}{name}.npy", mmap_mode="r", allow_pickle=False) for name in TERM_COUNT_FILES
+    }
+    counts = TermCounts(**arrays)
+    if not (len(counts.ids) == len(counts.counts) == int(counts.indptr[-1])):
+        raise ValueError(f"the word counts in {folder} are damaged")
+    return counts
+
+
+def _rearranged(old: TermCounts, new: TermCounts, rows: RowMap, vocabulary_size: int, what: str) -> TermCounts:
+    """Counts of a changed collection: the rows ``rows`` keeps from ``old``, the others from ``new``, in order."""
+    import scipy.sparse
+
+    added = rows.added
+    if len(added) != new.passages:
+        raise ValueError(f"{len(added)} {what} are new but {new.passages} texts were given")
+    order = np.empty(rows.count, dtype=np.int64)  # the row of each one among old and new counts
+    order[rows.new] = rows.old
+    order[added] = old.passages + np.arange(new.passages)
+    both = scipy.sparse.csr_matrix(
+        (
+            np.concatenate([old.counts, new.counts]),
+            np.concatenate([old.ids, new.ids]),
+            np.concatenate([old.indptr, new.indptr[1:] + old.indptr[-1]]),
+        ),
+        shape=(old.passages + new.passages, vocabulary_size),
+    )[order]
+    return TermCounts(both.indptr.astype(np.int64), both.indices.astype(np.int32), both.data.astype(np.int32))
+
+
+def _without_unused_words(
+    terms: TermCounts, vocabulary: dict[str, int], sentences: TermCounts | None = None
+) -> tuple[TermCounts, dict[str, int], TermCounts | None]:
+    """Drop the words no passage has any more, as a build of the same passages would not know them.
+
+    A sentence's words are its passage's, so the sentences' counts are renumbered alike.
+    """
     used = np.bincount(terms.ids, minlength=len(vocabulary)) > 0
     if used.all():
-        return terms, vocabulary
+        return terms, vocabulary, sentences
     new_ids = np.cumsum(used) - 1
     words = [word for word, _ in sorted(vocabulary.items(), key=lambda item: item[1])]
     kept = {word: int(new_ids[i]) for i, word in enumerate(words) if used[i]}
-    return TermCounts(terms.indptr, new_ids[terms.ids].astype(np.int32), terms.counts), kept
+    renumbered = TermCounts(terms.indptr, new_ids[terms.ids].astype(np.int32), terms.counts)
+    if sentences is not None:
+        sentences = TermCounts(sentences.indptr, new_ids[sentences.ids].astype(np.int32), sentences.counts)
+    return renumbered, kept, sentences

@@ -5,8 +5,13 @@ process; ``http://host:19530`` (or ``https://``) reaches a server. A server's us
 key come from ``$QA_MILVUS_TOKEN`` (``user:password`` or the key), never from the manifest: the manifest
 records the URI without credentials, and a local file's path relative to the index folder.
 
-Each build creates a new collection (``qa_<time>_<random>``); saving the index drops the collection of
-the index it replaced, so a failed build or save leaves the previous index whole.
+Each build creates a new collection (``qa_<time>_<random>``), of strong consistency; saving the index
+drops the collection of the index it replaced, so a failed build or save leaves the previous index whole.
+
+Every call to Milvus goes through :func:`_call`: it gives the call what is left of ``$QA_MILVUS_TIMEOUT``,
+tries a call that failed on an unreachable or slow server again a few times within that time, and turns
+whatever still fails (gRPC statuses that pymilvus passes on bare among them) into a one-line ``QAError``
+that names the URI and what to do.
 
 Requires the ``milvus`` extra: ``pip install 'qa[milvus]'`` (pymilvus and milvus-lite).
 """
@@ -21,9 +26,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -114,10 +119,14 @@ def default_uri() -> str | None:
 
 
 def _timeout() -> float:
+    text = os.environ.get(TIMEOUT_ENV) or str(DEFAULT_TIMEOUT)
     try:
-        return float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+        seconds = float(text)
     except ValueError:
-        raise ValueError(f"${TIMEOUT_ENV} must be a number of seconds; got {os.environ[TIMEOUT_ENV]!r}") from None
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValueError(f"${TIMEOUT_ENV} must be a number of seconds above 0; got {text!r}")
+    return seconds
 
 
 # ------------------------------------------------------------------------------------ connections
@@ -172,19 +181,19 @@ def connect(uri: str) -> Any:
         MilvusUnavailable: Nothing answers at ``uri``, or it refuses the credentials.
     """
     pymilvus = _import_pymilvus()
-    public = public_uri(uri)
     local = is_local(uri)
+    token = os.environ.get(TOKEN_ENV) or ""
+
+    def client(timeout: float) -> Any:
+        return pymilvus.MilvusClient(uri, token=token, timeout=timeout)
+
     with _lite_guard:
         if local and not _lite_users.get(uri):
             _check_lite_file(Path(uri))
-        try:
-            client = pymilvus.MilvusClient(uri, token=os.environ.get(TOKEN_ENV) or "", timeout=_timeout())
-        except pymilvus.MilvusException as error:
-            reason = getattr(error, "message", None) or str(error)
-            raise MilvusUnavailable(f"cannot reach Milvus at {public} ({reason}); {_hint(public)}") from error
+        opened = _call(public_uri(uri), None, "", client)
         if local:
             _lite_users[uri] = _lite_users.get(uri, 0) + 1
-    return client
+    return opened
 
 
 def disconnect(client: Any, uri: str) -> None:
@@ -205,21 +214,147 @@ def disconnect(client: Any, uri: str) -> None:
             server_manager_instance.release_server(uri)
 
 
-@contextlib.contextmanager
-def _errors(public: str, collection: str, doing: str) -> Iterator[None]:
-    """Turn pymilvus's exceptions into qa's, saying what failed and what to check."""
+# ---------------------------------------------------------------------------------------- failures
+
+RETRY_ATTEMPTS = 4
+"""Calls made at most, for a failure that may pass (the server unreachable or slow) ..."""
+FIRST_BACKOFF = 0.25
+"""... waiting this many seconds after the first, twice as long after each next; all within the timeout."""
+_TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+_CONNECT_FAILED = 2  # pymilvus's "Fail connecting to server", which hides the gRPC status it got, if any
+_NOT_LOADED = 101  # Milvus's "collection not loaded": after a restart, until the server has loaded it again
+_RETRY_TIMEOUT = "Retry timeout"  # how pymilvus says its own retries of a call ran out of time
+
+T = TypeVar("T")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _status(error: BaseException) -> tuple[str | None, BaseException]:
+    """The gRPC status behind a pymilvus or gRPC error (``UNAVAILABLE``, ``UNAUTHENTICATED``, …), if any,
+    and the error that tells it.
+
+    pymilvus passes some statuses on as a bare ``grpc.RpcError``, wraps others in a ``MilvusException``
+    whose code is the status or whose cause is the ``RpcError``, and reports a connection that failed
+    as its own code 2 whatever the reason: the whole chain of causes is searched.
+    """
+    import grpc
+
+    connect_failed = None
+    for current in _chain(error):
+        code = getattr(current, "code", None)
+        if isinstance(current, grpc.RpcError) and callable(code):
+            code = code()
+        if isinstance(code, grpc.StatusCode):
+            return str(code.name), current
+        if code == _CONNECT_FAILED and connect_failed is None:
+            connect_failed = current
+        if _RETRY_TIMEOUT in str(getattr(current, "message", "")):
+            return "DEADLINE_EXCEEDED", current
+    return ("UNAVAILABLE", connect_failed) if connect_failed is not None else (None, error)
+
+
+def _reason(error: BaseException, status: str | None) -> str:
+    """What ``error`` says, on one line, with its gRPC status, and without the token should it appear."""
+    details = getattr(error, "details", None)
+    text = details() if callable(details) else getattr(error, "message", None) or str(error)
+    text = " ".join(str(text).split()) or type(error).__name__
+    if status and status not in text:
+        text = f"{status}: {text}"
+    token = os.environ.get(TOKEN_ENV)
+    return text.replace(token, "***") if token else text
+
+
+def _qa_error(error: BaseException, public: str, collection: str | None, doing: str, waited: float) -> QAError:
+    """The ``QAError`` that says what failed at ``public``, and what to do about it."""
+    status, telling = _status(error)
+    reason = _reason(telling, status)
+    code = getattr(error, "code", None)
+    message = str(getattr(error, "message", ""))
+    during = f" while {doing}" if doing else ""
+    gone = "collection" in message and ("not exist" in message or "not found" in message)
+    if collection and (code == _COLLECTION_GONE or gone):
+        return IncompatibleIndex(
+            f"the Milvus collection {collection} at {public} no longer exists (the index was rebuilt, or the "
+            "collection was dropped); load the index again, or rebuild it: qa build CORPUS -o INDEX"
+        )
+    if status == "UNAUTHENTICATED":
+        given = "the one it holds is wrong" if os.environ.get(TOKEN_ENV) else "it is not set"
+        return MilvusUnavailable(
+            f"Milvus at {public} refused the credentials{during} ({reason}); set ${TOKEN_ENV} to the server's "
+            f"user:password or API key ({given})"
+        )
+    if status == "PERMISSION_DENIED":
+        return MilvusUnavailable(
+            f"Milvus at {public} denied permission{during} ({reason}); the user in ${TOKEN_ENV} lacks that "
+            f"privilege: grant it, or set ${TOKEN_ENV} to a user who has it"
+        )
+    if status == "DEADLINE_EXCEEDED":
+        return MilvusUnavailable(
+            f"Milvus at {public} did not answer within {waited:.3g} s{during} ({reason}); a server that is starting, "
+            f"loading collections or overloaded answers late: try again in a moment, or allow it longer with "
+            f"${TIMEOUT_ENV} (seconds)"
+        )
+    if code == _NOT_LOADED:
+        return MilvusUnavailable(
+            f"Milvus at {public} has not loaded the collection {collection}{during} ({reason}); a restarted server "
+            "loads its collections again within a minute or so: try again in a moment"
+        )
+    if status == "UNAVAILABLE":
+        return MilvusUnavailable(f"cannot reach Milvus at {public}{during} ({reason}); {_hint(public)}")
+    return MilvusUnavailable(f"Milvus at {public} failed{during} ({reason}); {_hint(public)}")
+
+
+def _call(
+    public: str,
+    collection: str | None,
+    doing: str,
+    method: Callable[..., T],
+    *args: Any,
+    retry: bool = True,
+    budget: float | None = None,
+    **kwargs: Any,
+) -> T:
+    """``method(*args, timeout=…, **kwargs)``, a pymilvus call, with every failure a ``QAError``.
+
+    All attempts share one deadline, ``$QA_MILVUS_TIMEOUT`` seconds (or ``budget``) from now: each is given
+    the time left. A failure that may pass (UNAVAILABLE, DEADLINE_EXCEEDED) is tried again after a pause
+    (``FIRST_BACKOFF``, doubling) while time is left, at most ``RETRY_ATTEMPTS`` times in all; not with
+    ``retry=False``, for calls that must not run twice (an insert that may have been applied).
+    """
     pymilvus = _import_pymilvus()
-    try:
-        yield
-    except pymilvus.MilvusException as error:
-        reason = getattr(error, "message", None) or str(error)
-        gone = "collection" in reason and ("not exist" in reason or "not found" in reason)
-        if getattr(error, "code", None) == _COLLECTION_GONE or gone:
-            raise IncompatibleIndex(
-                f"the Milvus collection {collection} at {public} no longer exists (the index was rebuilt, or the "
-                "collection was dropped); load the index again, or rebuild it: qa build CORPUS -o INDEX"
-            ) from error
-        raise MilvusUnavailable(f"Milvus at {public} failed while {doing} ({reason}); {_hint(public)}") from error
+    import grpc  # pymilvus's own dependency
+
+    total = _timeout() if budget is None else budget
+    started = time.monotonic()
+    deadline = started + total
+    pause, attempt = FIRST_BACKOFF, 1
+    while True:
+        try:
+            return method(*args, timeout=max(deadline - time.monotonic(), 1e-6), **kwargs)  # never 0: no limit
+        except (pymilvus.MilvusException, grpc.RpcError) as error:
+            status, telling = _status(error)
+            if (
+                not retry
+                or status not in _TRANSIENT
+                or attempt >= RETRY_ATTEMPTS
+                or time.monotonic() + pause >= deadline
+            ):
+                raise _qa_error(error, public, collection, doing, time.monotonic() - started) from error
+            logger.info(
+                "Milvus at %s failed %s (%s); trying again", public, doing or "connecting", _reason(telling, status)
+            )
+        time.sleep(pause)
+        pause *= 2
+        attempt += 1
 
 
 # ---------------------------------------------------------------------------------------- the store
@@ -300,23 +435,31 @@ class MilvusStore:
         build, recorded = _index_params(kind, count, dim)
         name = new_collection_name()
         public = public_uri(uri)
-        with _errors(public, name, "creating a collection"):
-            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field(ID_FIELD, DataType.INT64, is_primary=True)
-            schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-            index_params = client.prepare_index_params()
-            index_params.add_index(
-                field_name=VECTOR_FIELD, index_type=_MILVUS_INDEX[kind], metric_type="IP", params=build
-            )
-            client.create_collection(name, schema=schema, consistency_level="Strong")
-            # Without waiting: the index is built as data arrives (the wait polls a call Milvus Lite lacks).
-            client.create_index(name, index_params, sync=False)
-            client.load_collection(name)
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(ID_FIELD, DataType.INT64, is_primary=True)
+        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+        index_params = client.prepare_index_params()
+        index_params.add_index(field_name=VECTOR_FIELD, index_type=_MILVUS_INDEX[kind], metric_type="IP", params=build)
+        # Strong: a search right after a delete must not find the deleted vectors (the default,
+        # Bounded, lets a server answer from a view some seconds old). Not retried: a retry after a
+        # lost answer would find the collection there already.
+        _call(
+            public,
+            name,
+            "creating a collection",
+            client.create_collection,
+            name,
+            schema=schema,
+            consistency_level="Strong",
+            retry=False,
+        )
         store = cls(client, uri, name, dim, {"type": kind, **recorded, "index_type": _MILVUS_INDEX[kind]})
         try:
+            # Without waiting: the index is built as data arrives (the wait polls a call Milvus Lite lacks).
+            _call(public, name, "indexing the collection", client.create_index, name, index_params, sync=False)
+            _call(public, name, "loading the collection", client.load_collection, name, budget=_timeout() * 6)
             store.add(np.arange(count, dtype=np.int64), vectors)
-            with _errors(public, name, "flushing the collection"):
-                client.flush(name)
+            _call(public, name, "flushing the collection", client.flush, name, budget=_timeout() * 6)
         except BaseException:
             store.discard()
             raise
@@ -340,14 +483,14 @@ class MilvusStore:
         client = connect(uri)
         public = public_uri(uri)
         try:
-            with _errors(public, name, "opening the collection"):
-                if not client.has_collection(name, timeout=_timeout()):
-                    raise IncompatibleIndex(
-                        f"the Milvus collection {name} at {public} does not exist (dropped, or another database "
-                        f"or file); rebuild the index: qa build CORPUS -o {folder}"
-                    )
-                client.load_collection(name, timeout=_timeout() * 6)
-                fields = client.describe_collection(name, timeout=_timeout())["fields"]
+            if not _call(public, name, "opening the collection", client.has_collection, name):
+                raise IncompatibleIndex(
+                    f"the Milvus collection {name} at {public} does not exist (dropped, or another database "
+                    f"or file); rebuild the index: qa build CORPUS -o {folder}"
+                )
+            # Longer: after a restart the server loads the collection's segments again before it answers.
+            _call(public, name, "loading the collection", client.load_collection, name, budget=_timeout() * 6)
+            fields = _call(public, name, "opening the collection", client.describe_collection, name)["fields"]
             dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == VECTOR_FIELD)
         except BaseException:
             disconnect(client, uri)
@@ -357,10 +500,14 @@ class MilvusStore:
 
     # -------------------------------------------------------------------------------------- state
 
+    def _call(self, doing: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return _call(self.public_uri, self.collection, doing, method, *args, **kwargs)
+
     @property
     def count(self) -> int:
-        with _errors(self.public_uri, self.collection, "counting vectors"):
-            rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], timeout=_timeout())
+        rows = self._call(
+            "counting vectors", self._client.query, self.collection, filter="", output_fields=["count(*)"]
+        )
         return int(rows[0]["count(*)"])
 
     @property
@@ -391,21 +538,16 @@ class MilvusStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        with _errors(self.public_uri, self.collection, "inserting vectors"):
-            for begin in range(0, len(ids), INSERT_BATCH):
-                rows = [
-                    {ID_FIELD: int(i), VECTOR_FIELD: v}
-                    for i, v in zip(
-                        ids[begin : begin + INSERT_BATCH], vectors[begin : begin + INSERT_BATCH], strict=True
-                    )
-                ]
-                self._client.insert(self.collection, rows)
+        for begin in range(0, len(ids), INSERT_BATCH):
+            batch = zip(ids[begin : begin + INSERT_BATCH], vectors[begin : begin + INSERT_BATCH], strict=True)
+            rows = [{ID_FIELD: int(i), VECTOR_FIELD: v} for i, v in batch]
+            # Not retried: an insert whose answer was lost may have been applied, and a second would repeat its rows.
+            self._call("inserting vectors", self._client.insert, self.collection, rows, retry=False)
 
     def delete(self, ids: np.ndarray) -> None:
-        with _errors(self.public_uri, self.collection, "deleting vectors"):
-            for begin in range(0, len(ids), GET_BATCH):
-                chunk = [int(i) for i in ids[begin : begin + GET_BATCH]]
-                self._client.delete(self.collection, ids=chunk)
+        for begin in range(0, len(ids), GET_BATCH):
+            chunk = [int(i) for i in ids[begin : begin + GET_BATCH]]
+            self._call("deleting vectors", self._client.delete, self.collection, ids=chunk)
 
     def _search_params(self, k: int) -> dict[str, Any]:
         kind = self.params.get("type")
@@ -418,15 +560,15 @@ class MilvusStore:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.asarray(queries, dtype=np.float32)
         limit = max(1, min(k, MAX_TOPK))
-        with _errors(self.public_uri, self.collection, "searching"):
-            results = self._client.search(
-                self.collection,
-                data=list(queries),
-                limit=limit,
-                search_params={"metric_type": "IP", "params": self._search_params(limit)},
-                output_fields=[ID_FIELD],
-                timeout=_timeout(),
-            )
+        results = self._call(
+            "searching",
+            self._client.search,
+            self.collection,
+            data=list(queries),
+            limit=limit,
+            search_params={"metric_type": "IP", "params": self._search_params(limit)},
+            output_fields=[ID_FIELD],
+        )
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         for row, hits in enumerate(results):
@@ -438,13 +580,13 @@ class MilvusStore:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         found: dict[int, Any] = {}
-        with _errors(self.public_uri, self.collection, "reading vectors"):
-            for begin in range(0, len(ids), GET_BATCH):
-                chunk = [int(i) for i in ids[begin : begin + GET_BATCH]]
-                for row in self._client.get(
-                    self.collection, ids=chunk, output_fields=[VECTOR_FIELD], timeout=_timeout()
-                ):
-                    found[int(row[ID_FIELD])] = row[VECTOR_FIELD]
+        for begin in range(0, len(ids), GET_BATCH):
+            chunk = [int(i) for i in ids[begin : begin + GET_BATCH]]
+            rows = self._call(
+                "reading vectors", self._client.get, self.collection, ids=chunk, output_fields=[VECTOR_FIELD]
+            )
+            for row in rows:
+                found[int(row[ID_FIELD])] = row[VECTOR_FIELD]
         missing = [int(i) for i in ids if int(i) not in found]
         if missing:
             raise IncompatibleIndex(
@@ -468,8 +610,8 @@ class MilvusStore:
         """Drop the collection (e.g. of a build that failed), then close."""
         if self._closed:
             return
-        with contextlib.suppress(Exception):
-            self._client.drop_collection(self.collection)
+        with contextlib.suppress(Exception):  # best effort: it may be what failed
+            self._call("dropping the collection", self._client.drop_collection, self.collection)
         self.close()
 
 
@@ -490,10 +632,10 @@ def retire_collection(replaced: dict[str, Any], current: dict[str, Any], folder:
     except QAError as error:
         logger.warning("could not drop the replaced Milvus collection %s at %s: %s", name, public_uri(uri), error)
         return
+    public = public_uri(uri)
     try:
-        with _errors(public_uri(uri), name, "dropping the replaced collection"):
-            if client.has_collection(name, timeout=_timeout()):
-                client.drop_collection(name)
+        if _call(public, name, "looking for the replaced collection", client.has_collection, name):
+            _call(public, name, "dropping the replaced collection", client.drop_collection, name)
     except QAError as error:
         logger.warning("could not drop the replaced Milvus collection %s: %s", name, error)
     finally:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 import qa
 from qa.embedding import Encoder, load_encoder
+
+if TYPE_CHECKING:
+    from tests.milvus_server import MilvusServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -47,6 +50,59 @@ def require_milvus() -> None:
     """Require the Milvus backend's packages (``QA_REQUIRE_MILVUS``)."""
     missing = [name for name in ("pymilvus", "milvus_lite") if importlib.util.find_spec(name) is None]
     require("milvus", not missing, f"{' and '.join(missing)} not installed: pip install 'qa[milvus]'")
+
+
+def require_milvus_server() -> None:
+    """Require the ``milvus`` package, a Milvus server the tests can start (``QA_REQUIRE_MILVUS``)."""
+    require_milvus()
+    found = importlib.util.find_spec("milvus") is not None
+    require("milvus", found, "the milvus package (a Milvus 2.3.5 server) is not installed: pip install milvus==2.3.5")
+
+
+def start_milvus_server(folder: Path, binary: Path, *, authorization: bool = False) -> Iterator[MilvusServer]:
+    """A Milvus server on ``folder`` until the generator is closed; then stopped, and checked to be gone.
+
+    A server that cannot start skips the tests that need it, or fails them when ``$QA_REQUIRE_MILVUS=1``.
+    """
+    from tests.milvus_server import MilvusServer, ServerFailed
+
+    server = MilvusServer(folder, binary, authorization=authorization)
+    try:
+        server.start()
+    except ServerFailed as error:
+        require("milvus", False, str(error))
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder / "data", ignore_errors=True)  # 200 MB, mostly preallocated logs; its own logs stay
+        if server.listening():
+            raise AssertionError(f"something still listens on the stopped Milvus server's port {server.port}")
+
+
+@pytest.fixture(scope="session")
+def milvus_binary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Milvus server's binary, unpacked once for the run's servers (250 MB, removed after the run)."""
+    require_milvus_server()
+    from tests.milvus_server import unpack_binaries
+
+    folder = tmp_path_factory.mktemp("milvus-bin")
+    yield unpack_binaries(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory, milvus_binary: Path) -> Iterator[MilvusServer]:
+    """A Milvus server on a fresh data folder, started once for the run and shared: never stop it in a test."""
+    yield from start_milvus_server(tmp_path_factory.mktemp("milvus-server"), milvus_binary)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache of extracted PDF and Word text for this run alone: tests never read or fill the user's."""
+    folder = tmp_path_factory.mktemp("extraction-cache")
+    os.environ["QA_CACHE_DIR"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -220,7 +220,8 @@ def test_documents_qa_cannot_read_are_named_and_skipped(tmp_path: Path, article_
         failed = run_qa_bound_by_permissions("build", str(corpus), "-o", str(tmp_path / "other"), "-q")
         assert failed.returncode == 1 and "Traceback" not in failed.stderr
         assert failed.stderr.splitlines()[-1] == (
-            f"qa: error: {str(corpus)!r} has no readable documents: add UTF-8 .txt, .md or .html files with text to it"
+            f"qa: error: {str(corpus)!r} has no readable documents: add UTF-8 .txt, .md or .html files, "
+            "or .pdf or .docx files, with text to it"
         )
     finally:
         closed.chmod(0o755)  # so that pytest can remove it

@@ -38,7 +38,7 @@ def test_folder_reads_txt_md_html_recursively_with_ids_and_titles(tmp_path: Path
         "<p>Visible &amp; kept.</p><script>var hidden = 1;</script><ul><li>one</li><li>two</li></ul></body></html>",
         encoding="utf-8",
     )
-    (tmp_path / "ignored.pdf").write_bytes(b"%PDF")
+    (tmp_path / "ignored.pptx").write_bytes(b"PK\x03\x04")  # a type qa does not read
     documents = {d.id: d for d in read_corpus(tmp_path).documents}
     assert sorted(documents) == ["a.txt", "c.html", "sub/b.md"]
     assert documents["a.txt"].title == "a"

@@ -30,7 +30,10 @@ from tests.conftest_ui import NPT, NPT_SECTION, QUESTION, REPO, qa_serve, servin
 
 FRESH = '<span class="qa-fresh">fresh</span>'
 STALE = '<span class="qa-stale">stale</span>'
-HIT_FIELDS = {"rank", "score", "id", "doc_id", "title", "section", "start", "end", "text", "highlights"}
+HIT_FIELDS = {
+    *("rank", "score", "confidence", "id", "doc_id", "title", "section", "start", "end", "text", "highlights", "page"),
+    "answered",  # the answer's flag, on each hit: false when no hit seems to answer
+}
 
 
 def client(url: str, **kwargs: object) -> Client:
@@ -61,6 +64,7 @@ def test_search_endpoint_puts_the_npt_passage_first(read_only: tuple[str, Path])
     assert document[first["start"] : first["end"]] == first["text"]
     (start, end), *_ = first["highlights"]
     assert 0 <= start < end <= len(first["text"])
+    assert first["page"] is None  # a Markdown document has no pages
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
@@ -69,7 +73,8 @@ def test_search_endpoint_returns_what_the_library_returns(
 ) -> None:
     url, _ = read_only
     hits = client(url).predict(QUESTION, 4, mode, api_name="/search")
-    expected = [hit.to_dict() for hit in article_index.search(QUESTION, 4, mode=mode)]
+    answer = article_index.ask(QUESTION, 4, mode=mode)
+    expected = [{**hit.to_dict(), "answered": answer.answered} for hit in answer.hits]
     assert len(hits) == len(expected) == 4
     for got, want in zip(hits, expected, strict=True):
         assert got["score"] == pytest.approx(want.pop("score"), abs=1e-5)
@@ -144,7 +149,7 @@ def test_safe_name(name: str, expected: str) -> None:
     assert safe_name(name) == expected
 
 
-@pytest.mark.parametrize("name", ["x.exe", "x.md.exe", "x", "..", "../", "x.pdf", ""])
+@pytest.mark.parametrize("name", ["x.exe", "x.md.exe", "x", "..", "../", "x.pptx", "x.doc", ""])
 def test_safe_name_refuses_other_types(name: str) -> None:
     with pytest.raises(UploadRejected, match="upload"):
         safe_name(name)

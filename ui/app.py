@@ -28,7 +28,7 @@ from qa.retrieval import MODES
 from . import render
 from .service import Service, UploadReport, UploadsDisabled
 from .upload_route import UploadLimits, UploadRouteGuard
-from .uploads import MAX_UPLOAD_BYTES, UploadRejected, read_limited
+from .uploads import MAX_BINARY_UPLOAD_BYTES, MAX_UPLOAD_BYTES, UploadRejected, read_limited
 
 EXAMPLES = [
     "Which treaty has Pakistan not joined?",
@@ -85,25 +85,26 @@ def create_app(
     def ask(question: str, k: float, mode: str) -> str:
         """Result cards for the page; a friendly message instead of an error for a bad question."""
         try:
-            hits = service.search(question, int(k), mode)
+            answer = service.ask(question, int(k), mode)
         except ValueError as error:
             return render.message(_first_upper(str(error)))
-        return render.hits_html(hits)
+        return render.hits_html(answer.hits, answered=answer.answered)
 
     def search(question: str, k: int = 5, mode: str = "hybrid") -> list[dict[str, Any]]:
         """The k passages that best answer the question, best first, as JSON objects.
 
-        Each has rank, score, id, doc_id, title, section, start, end, text and highlights (offsets
-        into text of the sentence that answers best). mode is hybrid, dense or lexical.
+        Each has rank, score, confidence (the probability it holds the answer; hybrid mode only), id,
+        doc_id, title, section, start, end, text, highlights (offsets into text of the sentence that
+        answers best) and answered (false when no hit seems to answer). mode is hybrid, dense or lexical.
         """
         sent: object = k  # JSON clients may send 3.0 for 3
         if isinstance(sent, float) and sent.is_integer():
             k = int(sent)
         try:
-            hits = service.search(question, k, mode)
+            answer = service.ask(question, k, mode)
         except ValueError as error:
             raise gr.Error(_first_upper(str(error)), print_exception=False) from None
-        return [hit.to_dict() for hit in hits]
+        return [{**hit.to_dict(), "answered": answer.answered} for hit in answer.hits]
 
     def show_index() -> str:
         return render.index_html(service.status())
@@ -191,7 +192,8 @@ def create_app(
                         "`qa serve --allow-uploads` (on an address other than 127.0.0.1 this also needs `--auth`)."
                     )
                 files = gr.File(
-                    label=f"Add documents ({', '.join(SUFFIXES)}; UTF-8 text, at most {MAX_UPLOAD_BYTES // 2**20} MB each)",
+                    label=f"Add documents ({', '.join(SUFFIXES)}; text in UTF-8, at most {MAX_UPLOAD_BYTES // 2**20} MB "
+                    f"each; PDF and Word at most {MAX_BINARY_UPLOAD_BYTES // 2**20} MB)",
                     file_count="multiple",
                     file_types=list(SUFFIXES),
                     type="filepath",
@@ -288,7 +290,7 @@ def launch(
         inbrowser=False,
         quiet=not block,
         show_error=False,  # no tracebacks in the browser; our handlers return readable messages
-        max_file_size=MAX_UPLOAD_BYTES,
+        max_file_size=MAX_BINARY_UPLOAD_BYTES,  # the largest of any type; read_limited applies each type's
         app_kwargs={"middleware": [guard]},
         ssr_mode=False,
         mcp_server=False,

@@ -36,6 +36,7 @@ CSS = """
 .qa-message { border-radius: 10px; padding: 12px 16px; border: 1px solid var(--border-color-primary); }
 .qa-message.qa-error { border-color: #dc2626; }
 .qa-message.qa-ok { border-color: #16a34a; }
+.qa-message.qa-no-answer { border-color: #b45309; margin-bottom: 12px; }
 .qa-info table { border-collapse: collapse; }
 .qa-info th { text-align: left; padding: 2px 16px 2px 0; font-weight: 600; vertical-align: top; }
 .qa-info td { padding: 2px 16px 2px 0; }
@@ -71,19 +72,29 @@ def passage_html(text: str, highlights: Sequence[tuple[int, int]]) -> str:
     return "".join(pieces)
 
 
+CONFIDENCE_TITLE = "How likely this passage holds the answer (calibrated on SQuAD questions)"
+SCORE_TITLE = "Score of this search (higher is better); the bar compares it with the best"
+
+
 def hit_card(hit: Hit, share: float) -> str:
-    """One result: rank, score and its bar, title and section, the passage with its answer marked, and its location."""
+    """One result: rank, how sure (or the score, and its bar), title and section, the passage with its answer
+    marked, and its location (file, page for a PDF, character offsets)."""
     section = f' <span class="qa-section">› {text_html(hit.section)}</span>' if hit.section else ""
+    page = f' · <span class="qa-page">page {int(hit.page)}</span>' if hit.page is not None else ""
+    if hit.confidence is not None:  # a probability a reader can read; a fusion score is not one
+        title, width, shown = CONFIDENCE_TITLE, hit.confidence, f"{hit.confidence:.0%} sure"
+    else:
+        title, width, shown = SCORE_TITLE, share, f"{hit.score:.3f}"
     return (
         f'<article class="qa-card" data-rank="{hit.rank}">'
         "<header>"
         f'<span class="qa-rank">#{hit.rank}</span>'
         f'<span class="qa-where"><span class="qa-title">{text_html(hit.title or hit.doc_id)}</span>{section}</span>'
-        '<span class="qa-score" title="Score of this search (higher is better); the bar compares it with the best">'
-        f'<span class="qa-bar"><span style="width: {share * 100:.0f}%"></span></span>{hit.score:.3f}</span>'
+        f'<span class="qa-score" title="{text_html(title)}">'
+        f'<span class="qa-bar"><span style="width: {width * 100:.0f}%"></span></span>{shown}</span>'
         "</header>"
         f'<p class="qa-text">{passage_html(hit.text, hit.highlights)}</p>'
-        f'<footer>{text_html(hit.doc_id)} · <span class="qa-offsets" title="{text_html(OFFSETS_TITLE)}">'
+        f'<footer>{text_html(hit.doc_id)}{page} · <span class="qa-offsets" title="{text_html(OFFSETS_TITLE)}">'
         f"characters {hit.start}–{hit.end} of its text as read</span></footer>"
         "</article>"
     )
@@ -103,12 +114,17 @@ def score_shares(scores: Sequence[float]) -> list[float]:
     return [max(0.0, min(1.0, (score - low) / (best - low))) for score in scores]
 
 
-def hits_html(hits: Sequence[Hit]) -> str:
-    """Result cards, best first; a message when there are none."""
+NO_ANSWER = "No answer here: no passage seems to answer this question. The closest passages are below."
+
+
+def hits_html(hits: Sequence[Hit], *, answered: bool = True) -> str:
+    """Result cards, best first, under a "no answer here" note when none seems to answer; a message when
+    there are none."""
     if not hits:
         return message("No passage found. Try other words, or the lexical or dense mode.")
     shares = score_shares([hit.score for hit in hits])
-    return '<div class="qa-results">' + "".join(map(hit_card, hits, shares)) + "</div>"
+    note = "" if answered else f'<div class="qa-message qa-no-answer">{text_html(NO_ANSWER)}</div>'
+    return note + '<div class="qa-results">' + "".join(map(hit_card, hits, shares)) + "</div>"
 
 
 def message(text: str, kind: str = "info") -> str:

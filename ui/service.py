@@ -19,7 +19,7 @@ from pathlib import Path
 from qa.api import refresh
 from qa.errors import IndexBusy, QAError
 from qa.index import Index
-from qa.passage import Hit
+from qa.passage import Answer, Hit
 from qa.storage import generation
 
 from .render import IndexStatus
@@ -129,6 +129,10 @@ class Service:
     def search(self, question: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """Search the current index; raises ``ValueError`` for a bad question, ``k`` or mode."""
         return self.index.search(question, k, mode=mode)
+
+    def ask(self, question: str, k: int = 5, mode: str = "hybrid") -> Answer:
+        """Ask the current index: the hits, and whether they seem to answer; ``ValueError`` as ``search``."""
+        return self.index.ask(question, k, mode=mode)
 
     def status(self) -> IndexStatus:
         """What the Index tab shows; on a public address, with folder names instead of the machine's paths."""

@@ -1,4 +1,8 @@
-"""Uploaded documents: checked (type, size, UTF-8 text), safely named, and written only inside the corpus folder."""
+"""Uploaded documents: checked (type, size, readable), safely named, and written only inside the corpus folder.
+
+Text files (.txt, .md, .html) must be UTF-8; a PDF or Word file must be one qa's reader can read, which
+is checked by parsing it in the sandboxed reader process (and so cached for the rebuild that follows).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,19 @@ import unicodedata
 from pathlib import Path
 
 from qa.documents import SUFFIXES
+from qa.readers import BINARY_SUFFIXES
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-"""The largest file accepted: far more text than an article, small enough to embed in a minute."""
+"""The largest text file accepted: far more text than an article, small enough to embed in a minute."""
+MAX_BINARY_UPLOAD_BYTES = 25 * 1024 * 1024
+"""The largest PDF or Word file accepted (a common mail attachment limit): most of such a file is images
+and layout, not text, so it holds about as much text as a 5 MB text file or less."""
+
+
+def limit_for(name: str) -> int:
+    """The largest upload accepted for a file of this name's type."""
+    return MAX_BINARY_UPLOAD_BYTES if Path(name).suffix.lower() in BINARY_SUFFIXES else MAX_UPLOAD_BYTES
+
 
 MAX_STEM_CHARS = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -35,22 +49,35 @@ def safe_name(name: str) -> str:
     stem, suffix = (base[:dot], base[dot:].lower()) if dot >= 0 else (base, "")
     if suffix not in SUFFIXES:
         shown = suffix or "no suffix"
-        raise UploadRejected(f"{base or name!r} is not a text document ({shown}); upload {', '.join(SUFFIXES)} files")
+        raise UploadRejected(
+            f"{base or name!r} is not a document type qa reads ({shown}); upload {', '.join(SUFFIXES)} files"
+        )
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
     cleaned = _UNSAFE.sub("_", ascii_stem).strip("._-")[:MAX_STEM_CHARS].rstrip("._-")
     return f"{cleaned or 'document'}{suffix}"
 
 
 def check_content(name: str, data: bytes) -> None:
-    """Refuse ``data`` unless it is non-empty UTF-8 text within the size limit.
+    """Refuse ``data`` unless it is within the size limit and readable: non-empty UTF-8 text, or a PDF or
+    Word file with text that qa's reader reads.
 
     Raises:
         UploadRejected: Saying which file and why.
     """
-    if len(data) > MAX_UPLOAD_BYTES:
+    limit = limit_for(name)
+    if len(data) > limit:
         raise UploadRejected(
-            f"{name} is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB per file: split it"
+            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {limit // 2**20} MB per file: split it"
         )
+    suffix = Path(name).suffix.lower()
+    if suffix in BINARY_SUFFIXES:
+        from qa.readers import ReadError, read_binary
+
+        try:
+            read_binary(data, suffix)  # in the sandboxed reader: a hostile upload cannot hang or kill the server
+        except ReadError as error:
+            raise UploadRejected(f"{name} cannot be read: {error.reason}") from None
+        return
     if b"\x00" in data:
         raise UploadRejected(f"{name} is binary (it contains NUL bytes); upload plain text, Markdown or HTML")
     try:
@@ -64,14 +91,15 @@ def check_content(name: str, data: bytes) -> None:
 
 
 def read_limited(path: str | os.PathLike[str]) -> bytes:
-    """Read an uploaded file, refusing it before reading when it is over the size limit."""
+    """Read an uploaded file, refusing it before reading when it is over its type's size limit."""
     size = os.stat(path).st_size
-    if size > MAX_UPLOAD_BYTES:
+    limit = limit_for(str(path))
+    if size > limit:
         raise UploadRejected(
-            f"{Path(path).name} is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB per file: split it"
+            f"{Path(path).name} is {size / 2**20:.1f} MB; the limit is {limit // 2**20} MB per file: split it"
         )
     with open(path, "rb") as handle:
-        return handle.read(MAX_UPLOAD_BYTES + 1)
+        return handle.read(limit + 1)
 
 
 def store_upload(corpus: Path, name: str, data: bytes) -> Path | None:

@@ -1,0 +1,183 @@
+"""Train the answer-sentence ranker and the confidence qa ships: ``python -m bench.train_ranker``.
+
+Trained on the tuning half of SQuAD dev only (articles 0-23; the other half is what ``qa eval`` reports):
+each article its own index and all 24 in one, and for "no answer here", each question asked of another
+article's index, which cannot answer it. It writes ``qa/ranker.json`` and prints what it fitted.
+
+1. The evidence of every question's candidate sentences (``bench.answer_study dump``, kept in ``--work``).
+2. Sentences: a conditional logit (softmax over a question's candidate sentences, maximising the
+   probability of the sentences that answer), so the sentence a reader is shown first is the target.
+3. Confidence: logistic regression on each top-5 hit's evidence, whether its passage holds the answer,
+   over answerable and unanswerable questions alike.
+4. The "no answer here" threshold: the highest that keeps 90% of answerable questions' first hits shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from bench.common import REPO, default_workdir
+from qa.ranking import FEATURES, HIT_FEATURES, LinearModel, Ranker
+
+SENTENCE_FEATURES = (
+    "passage_cosine",
+    "passage_bm25",
+    "fused",
+    "sentence_cosine",
+    "sentence_bm25",
+    "coverage",
+    "window_coverage",
+    "neighbour_cosine",
+    "window_cosine",
+    "answer_type",
+    "novelty",
+    "length",
+    "passage_rank",
+)
+CONFIDENCE_FEATURES = (
+    "raw_sentence_cosine",
+    "raw_window_cosine",
+    "raw_passage_cosine",
+    "coverage",
+    "window_coverage",
+    "answer_type",
+    "score",
+    "margin",
+    "hit_rank",
+)
+HITS = 5
+"""Hits per question the confidence learns from."""
+KEEP_ANSWERED = 0.90
+"""The threshold keeps this share of answerable questions' first hits shown (the issue's target)."""
+
+
+def groups(question: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` of each question's rows (rows are grouped by question)."""
+    starts = np.flatnonzero(np.r_[True, question[1:] != question[:-1]])
+    return list(zip(starts.tolist(), np.r_[starts[1:], len(question)].tolist(), strict=True))
+
+
+def fit_listwise(x: np.ndarray, question: np.ndarray, positive: np.ndarray, l2: float) -> np.ndarray:
+    """Weights maximising, summed over questions, log P(an answering sentence) under a softmax of ``x @ w``."""
+    kept = [(a, b) for a, b in groups(question) if positive[a:b].any()]
+    index = np.concatenate([np.arange(a, b) for a, b in kept])
+    starts = np.r_[0, np.cumsum([b - a for a, b in kept])[:-1]]
+    segment = np.repeat(np.arange(len(kept)), [b - a for a, b in kept])
+    features, wanted = x[index].astype(np.float64), positive[index]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = features @ w
+        s -= np.maximum.reduceat(s, starts)[segment]
+        e = np.exp(s)
+        total, good = np.add.reduceat(e, starts), np.add.reduceat(np.where(wanted, e, 0.0), starts)
+        value = -(np.log(good) - np.log(total)).sum() + l2 * len(kept) * (w @ w)
+        gradient = features.T @ (e / total[segment] - np.where(wanted, e, 0.0) / good[segment])
+        return float(value), gradient + 2 * l2 * len(kept) * w
+
+    return np.asarray(minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Weights and bias of a logistic regression of ``y`` on ``x``."""
+    design = np.column_stack([x.astype(np.float64), np.ones(len(x))])
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = design @ w
+        p = 1 / (1 + np.exp(-z))
+        value = np.logaddexp(0, z).sum() - (y * z).sum() + l2 * len(x) * (w[:-1] @ w[:-1])
+        gradient = design.T @ (p - y)
+        gradient[:-1] += 2 * l2 * len(x) * w[:-1]
+        return float(value), gradient
+
+    w = np.asarray(minimize(loss, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B").x)
+    return w[:-1], float(w[-1])
+
+
+def hits_of(dump: dict[str, np.ndarray], model: LinearModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per question, its first ``HITS`` hits as the model ranks them: their evidence (``HIT_FEATURES``), whether
+    each holds the answer, and the question's number."""
+    scores = model.apply(dump["matrix"])
+    rows, labels, numbers = [], [], []
+    for a, b in groups(dump["question"]):
+        owner = dump["owner"][a:b]
+        passages = np.unique(owner)
+        best = {int(p): a + int(np.flatnonzero(owner == p)[np.argmax(scores[a:b][owner == p])]) for p in passages}
+        ranked = sorted(best, key=lambda p: -scores[best[p]])[:HITS]  # as a search ranks them
+        chosen = np.array([best[p] for p in ranked])
+        hit_scores = scores[chosen]
+        margin = np.where(
+            np.arange(len(chosen)) == 0,
+            hit_scores[0] - (hit_scores[1] if len(chosen) > 1 else hit_scores[0] - 1),
+            hit_scores - hit_scores[0],
+        )
+        rows.append(np.column_stack([dump["matrix"][chosen], hit_scores, margin, 1.0 / np.arange(1, len(chosen) + 1)]))
+        labels.append(dump["passage_words"][chosen])
+        numbers.append(np.full(len(chosen), dump["question"][a]))
+    return np.concatenate(rows), np.concatenate(labels), np.concatenate(numbers)
+
+
+def _dump(work: Path, setting: str, articles: str, foreign: bool) -> dict[str, np.ndarray]:
+    name = f"{setting}{'-foreign' if foreign else ''}-{articles.replace(':', '-')}.npz"
+    path = work / name
+    if not path.exists():
+        command = [sys.executable, "-m", "bench.answer_study", "dump", "--articles", articles, "--setting", setting,
+                   "--cache", str(work / "indexes"), "-o", str(path), *(["--foreign"] if foreign else [])]  # fmt: skip
+        print("running", " ".join(command[1:]), file=sys.stderr)
+        subprocess.run(command, check=True, cwd=REPO)
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.train_ranker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=default_workdir() / "ranker", help="for the dumps and indexes")
+    parser.add_argument("--articles", default="0:24", help="the SQuAD dev articles to train on (the tuning half)")
+    parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("-o", "--output", type=Path, default=REPO / "qa" / "ranker.json")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    dumps = [_dump(args.work, setting, args.articles, False) for setting in ("per-article", "pooled")]
+    for dump in dumps:
+        assert tuple(dump["features"]) == FEATURES, "the dumps are of other evidence: delete them and run again"
+    columns = [FEATURES.index(name) for name in SENTENCE_FEATURES]
+    x = np.concatenate([d["matrix"][:, columns] for d in dumps])
+    offset, questions = 0, []
+    for d in dumps:
+        questions.append(d["question"] + offset)
+        offset += int(d["question"].max()) + 1
+    positive = np.concatenate([d["sentence_exact"] for d in dumps])
+    weights = fit_listwise(x, np.concatenate(questions), positive, args.l2)
+    sentences = LinearModel(SENTENCE_FEATURES, weights)
+    top = 20
+    foreign = _dump(args.work, "per-article", args.articles, True)
+    parts = [hits_of(d, sentences) for d in (*dumps, foreign)]
+    hx = np.concatenate([p[0] for p in parts])
+    hy = np.concatenate([p[1] for p in parts]).astype(np.float64)
+    hit_columns = [HIT_FEATURES.index(name) for name in CONFIDENCE_FEATURES]
+    cw, cb = fit_logistic(hx[:, hit_columns], hy, args.l2)
+    confidence = LinearModel(CONFIDENCE_FEATURES, cw, cb)
+    # The threshold: the first hits of answerable questions (per article), the 10th percentile of their confidence.
+    first = hits_of(dumps[0], sentences)
+    firsts = first[0][np.r_[True, first[2][1:] != first[2][:-1]]]
+    sure = 1 / (1 + np.exp(-confidence.apply(firsts, HIT_FEATURES)))
+    threshold = float(np.quantile(sure, 1 - KEEP_ANSWERED))
+    ranker = Ranker(sentences, confidence, top=top, around=5, no_answer_below=round(threshold, 4),
+                    trained_on=f"SQuAD v1.1 dev articles {args.articles}, per article and pooled, and asked of other articles")  # fmt: skip
+    args.output.write_text(json.dumps(ranker.to_json(), indent=1) + "\n", encoding="utf-8")
+    for name, w in zip(SENTENCE_FEATURES, weights, strict=True):
+        print(f"sentence  {name:20s} {w:+.4f}")
+    for name, w in zip(CONFIDENCE_FEATURES, cw, strict=True):
+        print(f"confidence {name:19s} {w:+.4f}")
+    print(f"confidence bias {cb:+.4f}; no answer below {threshold:.4f}; wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
