@@ -209,7 +209,7 @@ def runtimes(ctx: Any) -> dict[str, Any]:
                 "seed": round_number,
             }
             queries[name].append(
-                run_task("runtime-floor" if name == "floor" else "runtime-query", params, workdir=workdir)
+                run_task("runtime-floor" if name in FLOORS else "runtime-query", params, workdir=workdir)
             )
 
     cold = _cold_starts(workdir, articles, plan.cold_repeats)
