@@ -11,8 +11,8 @@ from tests.article_questions import ANSWERABLE, OFF_TOPIC, QUESTIONS
 # Floors a little under the measured figures (README), so a real regression fails and noise does not.
 HIT_AT_1_FLOOR = 0.75
 HIT_AT_3_FLOOR = 0.90
-ANSWER_SENTENCE_AT_1_FLOOR = 0.65
-ANSWERED_FLOOR = 0.65  # answerable questions shown without "no answer here"
+ANSWER_SENTENCE_AT_1_FLOOR = 0.65  # measured 0.700 (python -m bench.article)
+ANSWERED_FLOOR = 0.60  # answerable questions shown without "no answer here" (measured 0.675)
 # Measured hit@1 gains over one passage per line: hybrid 0.275, dense 0.25, lexical 0.15 (11, 10 and 6 questions).
 STRUCTURE_MARGIN = 0.125  # five of the 40 questions
 
