@@ -99,8 +99,9 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory, milvus_binary: Path)
 
 @pytest.fixture(scope="session", autouse=True)
 def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache of extracted PDF and Word text for this run alone: tests never read or fill the user's."""
-    folder = tmp_path_factory.mktemp("extraction-cache")
+    """A cache for this run alone, of extracted PDF and Word text and of the ONNX exports: tests never read
+    or fill the user's, and each runtime's export is made once per run (about 20 s), then reused."""
+    folder = tmp_path_factory.mktemp("cache")
     os.environ["QA_CACHE_DIR"] = str(folder)
     return folder
 
