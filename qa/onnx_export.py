@@ -265,7 +265,9 @@ def _export(name: str, source: Path, runtime: str, folder: Path, check: Callable
     try:
         with _quiet():
             tokenizer = AutoTokenizer.from_pretrained(str(source))
-            model = AutoModel.from_pretrained(str(source)).eval()
+            # safetensors only: a pytorch_model.bin is a pickle, which runs code as it loads.
+            model = AutoModel.from_pretrained(str(source), use_safetensors=True)
+            model.eval()
     except (OSError, ValueError) as error:
         raise ExportFailed(f"cannot read the model in {source} ({error})") from error
     if not getattr(tokenizer, "is_fast", False):
