@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.perf_counter() - started, 1),
             "load_before": before,
             "load_after": load_average(),
+            "cpu": machine()["cpu"],  # sections of several runs share one file
         }
         results["sections"][name] = section
         # Written after every section, so a long run that stops late keeps what it measured.

@@ -185,8 +185,11 @@ def markdown(results: dict[str, Any]) -> str:
     out = [
         "# qa benchmark results",
         "",
-        f"Measured with `python -m bench` on {machine['cpu']} ({machine['cores']} cores, {machine['memory_gib']} GiB), "
-        f"Python {machine['python']}, " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        f"Measured with `python -m bench`, the latest run on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB), Python {machine['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + ". Sections kept from earlier runs may come from another machine of the same size: each names its "
+        "CPU where it was recorded.",
         "The machine was shared with other work; each section records the load average around it.",
         "",
         "## Targets",
@@ -200,7 +203,9 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             f"## {name}",
             "",
-            f"Run {section['_run']['finished']} (commit {section['_run']['commit']}, "
+            f"Run {section['_run']['finished']}"
+            + (f" on {section['_run']['cpu']}" if "cpu" in section["_run"] else "")
+            + f" (commit {section['_run']['commit']}, "
             f"{'quick' if section['_run']['quick'] else 'full'} run, threads {section['_run'].get('threads', 'default')}, "
             f"{section['_run']['seconds']:.0f} s, "
             f"load average {section['_run']['load_before']} → {section['_run']['load_after']}).",
