@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO, default_workdir, load_average, run_header, write_results
-from bench.train_ranker import SENTENCE_FEATURES, _dump, fit_listwise, groups
+from bench.train_ranker import _dump, fit_listwise, groups
 from qa.ranking import LinearModel, default_ranker
 
 TODAY = ("fused", "sentence_cosine", "sentence_bm25")
@@ -36,6 +36,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "novelty, length": ("novelty", "length"),
 }
 """Signals added to today's three, one group at a time, and left out of all, one group at a time."""
+ALL = (*TODAY, *(column for columns in GROUPS.values() for column in columns))
+"""Every candidate signal."""
 
 
 def graded(dump: dict[str, np.ndarray], scores: np.ndarray) -> dict[str, float]:
@@ -100,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     for name, columns in GROUPS.items():
         rows.append({"ranker": f"today's three + {name}", "results": trained((*TODAY, *columns))})
-    rows.append({"ranker": "all signals", "results": trained(SENTENCE_FEATURES)})
+    rows.append({"ranker": "all signals", "results": trained(ALL)})
     for name, columns in GROUPS.items():
-        kept = tuple(c for c in SENTENCE_FEATURES if c not in columns)
+        kept = tuple(c for c in ALL if c not in columns)
         rows.append({"ranker": f"all signals but {name}", "results": trained(kept)})
     shipped = default_ranker()
     rows.append({"ranker": "shipped qa/ranker.json",
