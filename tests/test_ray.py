@@ -202,6 +202,16 @@ def test_without_ray_installed_the_build_says_how_to_install_it(tmp_path: Path) 
     assert not (tmp_path / "index").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"), [({"workers": 0}, "workers"), ({"cpus_per_worker": 1.5}, "cpus_per_worker")]
+)
+def test_bad_worker_counts_are_refused_before_ray_starts(options: dict[str, float], message: str) -> None:
+    from qa.distributed import RayExecutor
+
+    with pytest.raises(ValueError, match=f"^{message} must be a positive whole number; got {options[message]}$"):
+        RayExecutor(**options)  # type: ignore[arg-type]
+
+
 def test_an_address_nobody_answers_is_one_line(tmp_path: Path) -> None:
     require_ray()
     address = f"127.0.0.1:{_free_port()}"
