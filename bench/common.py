@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,3 +186,62 @@ def git_revision() -> str:
 def log(message: str) -> None:
     """Progress for the person running the benchmark, on stderr so results stay clean."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------- small studies
+
+
+def current_rss_mib() -> float:
+    """This process's resident memory now (not its peak), from ``/proc``; Linux only."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status: this measurement needs Linux")
+
+
+def interleaved(
+    sides: dict[str, Callable[[], object]], rounds: int, *, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
+    """Seconds each side took in each round, the sides run back to back in an order that rotates.
+
+    Other work shares the machine: timing the sides in turn, round after round, lets a busy spell
+    slow them alike, so the ratio within a round holds where absolute times do not. ``clock``:
+    wall time by default; ``time.process_time`` counts only this process's CPU, which for work on one
+    thread is its wall time on an idle machine, and holds when other work takes the cores.
+    """
+    names = list(sides)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = clock()
+            sides[name]()
+            seconds[name].append(clock() - started)
+    return seconds
+
+
+def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """The median over rounds of one side's time over another's in the same round."""
+    return float(np.median(np.asarray(numerator) / np.asarray(denominator)))
+
+
+def run_header(command: str, load_before: Sequence[float], load_after: Sequence[float]) -> str:
+    """The line that opens a study's Markdown: what ran, on what, when, and how busy the machine was."""
+    cpu = machine()
+    return (
+        f"`{command}` on {cpu['cpu']} ({cpu['cores']} cores), {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"load average before {list(load_before)}, after {list(load_after)} "
+        f"(the machine is shared with other work)."
+    )
+
+
+def write_results(stem: Path, report: dict[str, Any], markdown: str) -> None:
+    """Write ``STEM.json`` and ``STEM.md``, each via a temporary file and a rename."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in (
+        (stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n"),
+        (stem.with_suffix(".md"), markdown),
+    ):
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    log(f"results in {stem.with_suffix('.md')} and .json")

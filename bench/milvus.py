@@ -1,6 +1,6 @@
 """FAISS against Milvus Lite on the SQuAD v1.1 dev index: build time, query latency, recall@10 against exact.
 
-    .venv/bin/python -m bench.milvus [--squad FILE] [--queries 500] [--workdir DIR] [--out FILE]
+    .venv/bin/python -m bench.milvus [--squad FILE] [--queries 500] [--workdir DIR] [--output STEM]
 
 Only the vector stores are timed. The passage vectors (qa's passages of the 48 SQuAD dev articles, as
 ``Index.build`` splits them, embedded as ``Index.build`` embeds them) and the question vectors are
@@ -10,14 +10,14 @@ holds the vectors. Each store is built from those vectors through ``qa.vectorsto
 
 Columns: build (create, insert and index; for Milvus also flush), query p50/p95 (one question a call),
 recall@10 against an exact numpy scan, read-back (the stored vectors of 200 passages, as hybrid search
-re-scores its candidates), and reopen (what ``Index.load`` spends on the store).
+re-scores its candidates), and reopen (what ``Index.load`` spends on the store). Writes
+``bench/results/milvus.json`` and ``.md`` (README's table: ``--queries 1000``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad-v1.1-dev" / "dev-v1.1.json"
+from bench.common import RESULTS, SQUAD, load_average, run_header, write_results
+
 K = 10
 READ_BACK = 200  # hybrid search re-scores the union of 100 dense and 100 BM25 candidates
 
@@ -152,6 +153,28 @@ def _milvus(
     return (lambda: MilvusStore.prepare(uri, index_type)(passages)), reopen
 
 
+def markdown(report: dict[str, Any]) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in report["versions"].items())
+    lines = [
+        "# Vector stores: FAISS against Milvus Lite",
+        "",
+        run_header(report["command"], report["load_before"], report["load_after"]),
+        "",
+        f"{report['data']}; {report['timed']}; {versions}. Each question asked alone; recall@10 against an exact "
+        "scan; read-back: the stored vectors of 200 passages, as hybrid search re-scores its candidates; reopen: "
+        "what `Index.load` spends on the store.",
+        "",
+        "| store | build s | query p50 ms | query p95 ms | recall@10 | read 200 vectors p50 ms | reopen s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['store']} | {r['build_s']:.2f} | {r['query_p50_ms']:.2f} | {r['query_p95_ms']:.2f} | "
+            f"{r['recall@10']:.3f} | {r['read_back_p50_ms']:.2f} | {r['reopen_s']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.milvus", description=__doc__.split("\n\n")[0])
     parser.add_argument("--squad", type=Path, default=SQUAD, help="SQuAD v1.1 dev JSON (read, never copied)")
@@ -160,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "qa-bench-milvus", help="vector cache"
     )
-    parser.add_argument("--out", type=Path, help="write the results as JSON here too")
+    parser.add_argument("--output", type=Path, default=RESULTS / "milvus", help="the results' stem (.json and .md)")
     args = parser.parse_args(argv)
 
     passages, questions = squad_vectors(args.squad, args.queries, args.workdir)
     exact = np.argsort(-(questions @ passages.T), axis=1, kind="stable")[:, :K]
+    load_before = load_average()
     results = []
     with tempfile.TemporaryDirectory(prefix="milvus-bench-") as scratch_name:
         scratch = Path(scratch_name)
@@ -178,23 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     import milvus_lite
     import pymilvus
 
+    command = "python -m bench.milvus" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     report = {
+        "command": command,
         "data": f"SQuAD v1.1 dev: {len(passages):,} passages, {len(questions):,} questions, k={K}",
         "timed": "vector stores only (vectors precomputed once with qa.embedding.Encoder)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_before": load_before,
+        "load_after": load_average(),
         "versions": {"milvus-lite": milvus_lite.__version__, "pymilvus": pymilvus.__version__},
         "results": results,
     }
-    print(f"{report['data']}; {report['timed']}; {report['machine']}; {report['versions']}\n")
-    print("| store | build s | query p50 ms | query p95 ms | recall@10 | read 200 vectors p50 ms | reopen s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(
-            f"| {r['store']} | {r['build_s']:.2f} | {r['query_p50_ms']:.2f} | {r['query_p95_ms']:.2f} | "
-            f"{r['recall@10']:.3f} | {r['read_back_p50_ms']:.2f} | {r['reopen_s']:.2f} |"
-        )
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    text = markdown(report)
+    print(text)
+    write_results(args.output, report, text)
     return 0
 
 

@@ -19,9 +19,14 @@ ANSWERABLE: list[ReaderQuestion] = [
     ReaderQuestion("Which treaty has Pakistan not joined?", ("not a signatory to the NPT",)),
     ReaderQuestion(
         "Who were the two presidents that talked privately about Pakistan?",
-        ("Vladimir Putin and then U.S. President George W. Bush",),
+        (
+            "Vladimir Putin and then U.S. President George W. Bush",
+            "Russian President Vladimir Putin and US President George W. Bush",
+        ),
     ),
-    ReaderQuestion("How long ago did the leaders have this conversation?", ("More than twenty years ago",)),
+    ReaderQuestion(
+        "How long ago did the leaders have this conversation?", ("More than twenty years ago", "Two decades ago")
+    ),
     ReaderQuestion(
         "What was Putin worried could happen with Pakistan's nuclear materials?", ("accessed by non-state actors",)
     ),
@@ -38,7 +43,10 @@ ANSWERABLE: list[ReaderQuestion] = [
     ReaderQuestion("What do specialists recommend doing about the problem?", ("Enhanced intelligence sharing",)),
     ReaderQuestion("Which groups does Pakistan have ties with that worry other countries?", ("militant groups",)),
     ReaderQuestion("What makes the danger of weapons spreading worse today?", ("technological advancements",)),
-    ReaderQuestion("Is the topic still being discussed lately?", ("intensified once again",)),
+    ReaderQuestion(
+        "Is the topic still being discussed lately?",
+        ("intensified once again", "still resonates in global security conversations today"),
+    ),
     ReaderQuestion("When did the push to stop nuclear weapons spreading become urgent?", ("early 2000s",)),
     ReaderQuestion("Did the two leaders always agree on how to handle South Asia?", ("sometimes diverged",)),
     ReaderQuestion(
@@ -115,5 +123,15 @@ UNANSWERABLE: list[ReaderQuestion] = [
     ReaderQuestion("What sanctions did the United Nations impose on Pakistan?", ()),
 ]
 """Questions the article does not answer: what it says is near them, but not the answer."""
+
+OFF_TOPIC: list[ReaderQuestion] = [
+    ReaderQuestion("Who won the 2018 football World Cup?", ()),
+    ReaderQuestion("What is the boiling point of water at sea level?", ()),
+    ReaderQuestion("How do I bake sourdough bread?", ()),
+    ReaderQuestion("Which river passes through four capital cities?", ()),
+    ReaderQuestion("When was the Eiffel Tower built?", ()),
+    ReaderQuestion("How many moons does Jupiter have?", ()),
+]
+"""Questions about something else entirely: what "no answer here" is for."""
 
 QUESTIONS = ANSWERABLE + UNANSWERABLE
