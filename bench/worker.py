@@ -185,7 +185,7 @@ def task_build(params: dict[str, Any]) -> dict[str, Any]:
         "distinct_texts": len(set(passages) | set(sentences)),
         "passage_tokens_mean": _mean_tokens(encoder, passages[:2000]),
         "sentence_tokens_mean": _mean_tokens(encoder, sentences[:2000]),
-        "dense": index.manifest["dense"],
+        "dense": index.manifest.to_json()["dense"],
         "build_s": round(build_s, 3),
         "save_s": round(save_s, 3),
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
@@ -413,7 +413,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
         "ratio": round(update / bare, 3),
         "repeats": params["repeats"],
         "update_stages_s": {k: round(v, 3) for k, v in stages.items()},
-        "dense": old.manifest["dense"],
+        "dense": old.manifest.to_json()["dense"],
     }
 
 
