@@ -284,7 +284,7 @@ def task_latency(params: dict[str, Any]) -> dict[str, Any]:
     vectors = index.contents.dense.vectors(np.arange(len(index)))
     floor_index = faiss.IndexFlatIP(vectors.shape[1])
     floor_index.add(vectors)
-    indexed = {d["id"] for d in index.documents}
+    indexed = {d.id for d in index.documents}
     questions = [q for q in data.squad()[1] if q.doc_id in indexed]
     questions = data.sample(questions, params["warmup"] + params["questions"], seed=params.get("seed", 0))
     passages = index.passages
