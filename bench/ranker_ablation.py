@@ -6,10 +6,8 @@ held-out half's (24-47): the first hit's highlighted sentence is the best-scorin
 so answer-sentence@1 is whether that sentence covers a gold answer at its place, and passage hit@1
 whether its passage holds a gold answer's words (``qa eval``'s passage hit). Two rows need no training:
 "before the ranker" (the fusion's first passage, its sentence by the old highlight rule: z-scored
-sentence cosine plus twice z-scored sentence BM25), and the shipped ``qa/ranker.json``. The shipped
-ranker's confidence is graded too: AUROC of the first hit's confidence, answerable questions against
-the same questions asked of another article's index, and the share of each kept (shown without "no
-answer here") at its threshold.
+sentence cosine plus twice z-scored sentence BM25), and the shipped ``qa/ranker.json``. (``qa eval --squad`` grades the shipped ranker's
+confidence and "no answer here".)
 
 The dumps (``bench.answer_study dump``) are made on first use in ``--work`` and kept. Writes
 ``bench/results/ranker-ablation.json`` and ``.md``.
@@ -25,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO, default_workdir, load_average, run_header, write_results
-from bench.train_ranker import SENTENCE_FEATURES, _dump, fit_listwise, groups, hits_of
-from qa.ranking import HIT_FEATURES, LinearModel, Ranker, default_ranker
+from bench.train_ranker import _dump, fit_listwise, groups
+from qa.ranking import LinearModel, default_ranker
 
 TODAY = ("fused", "sentence_cosine", "sentence_bm25")
 """The three signals hybrid ranking weighed before the ranker: fusion, and the best sentence's cosine and BM25."""
@@ -38,6 +36,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "novelty, length": ("novelty", "length"),
 }
 """Signals added to today's three, one group at a time, and left out of all, one group at a time."""
+ALL = (*TODAY, *(column for columns in GROUPS.values() for column in columns))
+"""Every candidate signal."""
 
 
 def graded(dump: dict[str, np.ndarray], scores: np.ndarray) -> dict[str, float]:
@@ -69,27 +69,6 @@ def _z(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
 
 
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """The probability that a random positive scores above a random negative (ties count half)."""
-    values = np.concatenate([positive, negative])
-    ranks = np.empty(len(values))
-    order = np.argsort(values, kind="stable")
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):  # average ranks over ties
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return float(
-        (ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative))
-    )
-
-
-def first_confidences(dump: dict[str, np.ndarray], ranker: Ranker) -> np.ndarray:
-    """Each question's first hit's confidence under ``ranker``."""
-    rows, _, numbers = hits_of(dump, ranker.sentences)
-    firsts = rows[np.r_[True, numbers[1:] != numbers[:-1]]]
-    return np.asarray(1 / (1 + np.exp(-ranker.confidence.apply(firsts, HIT_FEATURES))))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ranker_ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=default_workdir() / "ranker", help="for the dumps and indexes")
@@ -102,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = ("per-article", "pooled")
     train = [_dump(args.work, setting, args.train, False) for setting in settings]
     test = {setting: _dump(args.work, setting, args.test, False) for setting in settings}
-    foreign = _dump(args.work, "per-article", args.test, True)
     offset, numbers = 0, []
     for dump in train:
         numbers.append(dump["question"] + offset)
@@ -124,28 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     for name, columns in GROUPS.items():
         rows.append({"ranker": f"today's three + {name}", "results": trained((*TODAY, *columns))})
-    rows.append({"ranker": "all signals", "results": trained(SENTENCE_FEATURES)})
+    rows.append({"ranker": "all signals", "results": trained(ALL)})
     for name, columns in GROUPS.items():
-        kept = tuple(c for c in SENTENCE_FEATURES if c not in columns)
+        kept = tuple(c for c in ALL if c not in columns)
         rows.append({"ranker": f"all signals but {name}", "results": trained(kept)})
     shipped = default_ranker()
     rows.append({"ranker": "shipped qa/ranker.json",
                  "results": {s: graded(d, shipped.sentences.apply(d["matrix"], tuple(d["features"]))) for s, d in test.items()}})  # fmt: skip
-    answerable, unanswerable = first_confidences(test["per-article"], shipped), first_confidences(foreign, shipped)
-    threshold = shipped.no_answer_below
-    no_answer = {
-        "auroc": auroc(answerable, unanswerable),
-        "threshold": threshold,
-        "answerable_kept": float((answerable >= threshold).mean()),
-        "unanswerable_kept": float((unanswerable >= threshold).mean()),
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
-    }
     oracle = {
         s: float(np.mean([d["sentence_exact"][a:b].any() for a, b in groups(d["question"])])) for s, d in test.items()
     }
     command = "python -m bench.ranker_ablation"
-    report = {"command": command, "train": args.train, "test": args.test, "rows": rows, "no_answer": no_answer,
+    report = {"command": command, "train": args.train, "test": args.test, "rows": rows,
               "oracle_answer_sentence_at_1": oracle, "seconds": time.perf_counter() - started,
               "load_average": [load_before, load_average()]}  # fmt: skip
     lines = [
@@ -154,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         run_header(command, load_before, load_average()),
         "",
         f"Trained on SQuAD v1.1 dev articles {args.train} (each article its own index, and all in one), graded "
-        f"on articles {args.test}: {len(answerable):,} questions. answer-sentence@1: the first hit's "
+        f"on articles {args.test}: {len(groups(test['per-article']['question'])):,} questions. answer-sentence@1: the first hit's "
         "highlighted sentence covers a gold answer at its place; passage hit@1: the first hit's passage holds "
         "a gold answer's words. The best any ranking of these candidates could do (a candidate sentence "
         f"covers the answer): {oracle['per-article']:.3f} per article, {oracle['pooled']:.3f} pooled.",
@@ -168,14 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row['ranker']} | {a['answer_sentence_at_1']:.3f} | {a['passage_hit_at_1']:.3f} "
             f"| {p['answer_sentence_at_1']:.3f} | {p['passage_hit_at_1']:.3f} |"
         )
-    lines += [
-        "",
-        f"No answer here (shipped ranker; the held-out questions asked of their own article's index, then of "
-        f"the next article's, which cannot answer them): AUROC of the first hit's confidence "
-        f"{no_answer['auroc']:.3f}; at the threshold {threshold:.3f}, {no_answer['answerable_kept']:.1%} of "
-        f"answerable questions keep their answer shown, and {no_answer['unanswerable_kept']:.1%} of "
-        "unanswerable ones are shown without the flag.",
-    ]
     write_results(args.output, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -231,7 +231,11 @@ def cold_start(ctx: Context) -> dict[str, Any]:
         order = list(commands) if repeat % 2 == 0 else list(reversed(commands))
         for name in order:
             runs[name].append(_checked(run_measured(commands[name])))
-    result: dict[str, Any] = {"question": question, "command": " ".join(qa), "load_average": load_average()}
+    result: dict[str, Any] = {
+        "question": question,
+        "command": " ".join(Path(part).name for part in qa),
+        "load_average": load_average(),
+    }
     for name, measured in runs.items():
         result[name] = {
             "median_s": round(statistics.median(r.seconds for r in measured), 3),

@@ -30,20 +30,17 @@ from bench.common import REPO, default_workdir
 from qa.ranking import FEATURES, HIT_FEATURES, LinearModel, Ranker
 
 SENTENCE_FEATURES = (
-    "passage_cosine",
-    "passage_bm25",
     "fused",
     "sentence_cosine",
     "sentence_bm25",
     "coverage",
     "window_coverage",
-    "neighbour_cosine",
-    "window_cosine",
     "answer_type",
     "novelty",
     "length",
-    "passage_rank",
 )
+"""The evidence the sentence model weighs: of the candidates ``bench.ranker_ablation`` measures, those whose
+removal cost the held-out half (the neighbours' cosines and the passage's own scores and rank did not)."""
 CONFIDENCE_FEATURES = (
     "raw_sentence_cosine",
     "raw_window_cosine",

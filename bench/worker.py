@@ -186,7 +186,7 @@ def task_build(params: dict[str, Any]) -> dict[str, Any]:
         "distinct_texts": len(set(passages) | set(sentences)),
         "passage_tokens_mean": _mean_tokens(encoder, passages[:2000]),
         "sentence_tokens_mean": _mean_tokens(encoder, sentences[:2000]),
-        "dense": index.manifest["dense"],
+        "dense": index.manifest.to_json()["dense"],
         "build_s": round(build_s, 3),
         "save_s": round(save_s, 3),
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
@@ -285,7 +285,7 @@ def task_latency(params: dict[str, Any]) -> dict[str, Any]:
     vectors = index.contents.dense.vectors(np.arange(len(index)))
     floor_index = faiss.IndexFlatIP(vectors.shape[1])
     floor_index.add(vectors)
-    indexed = {d["id"] for d in index.documents}
+    indexed = {d.id for d in index.documents}
     questions = [q for q in data.squad()[1] if q.doc_id in indexed]
     questions = data.sample(questions, params["warmup"] + params["questions"], seed=params.get("seed", 0))
     passages = index.passages
@@ -414,7 +414,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
         "ratio": round(update / bare, 3),
         "repeats": params["repeats"],
         "update_stages_s": {k: round(v, 3) for k, v in stages.items()},
-        "dense": old.manifest["dense"],
+        "dense": old.manifest.to_json()["dense"],
     }
 
 

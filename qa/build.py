@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 import numpy as np
 
 from qa.contents import DocumentRecord, IndexContents, SentenceSpans, sentence_offsets
 from qa.documents import Document, no_documents
 from qa.embedding import Encoder, embedding_text, release_freed_memory
-from qa.errors import EmptyCorpus
+from qa.errors import EmptyCorpus, QAError
 from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex, lexical_text
 from qa.manifest import PASSAGE_VECTORS, Chunking, CorpusRecord, Manifest, format_version_for
 from qa.passage import Passage
@@ -43,6 +44,24 @@ Progress = Callable[[float, str], None]
 STAGES = ("split", "reuse", "embed", "faiss", "bm25")
 """A build's stages, in order: reading and splitting documents, finding and copying the vectors of text an
 earlier index has, embedding the rest, indexing the vectors, indexing the words."""
+
+Chunk = tuple[list[int], list[str]]
+"""Texts to embed, with their positions in the build's list of texts."""
+
+
+class Executor(Protocol):
+    """Where a build's texts are embedded; by default (no executor) in this process, chunk by chunk.
+
+    ``qa.distributed.RayExecutor`` embeds them on a Ray cluster. Whatever runs the model must be the
+    model of ``encoder.name``: the build checks nothing but the vectors' shape.
+    """
+
+    def encode(
+        self, encoder: Encoder, chunks: Iterable[Chunk], *, batch_size: int
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Embed every chunk's texts as ``encoder`` would; yield each chunk's positions with their vectors
+        (a float32 row per text), in any order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -348,6 +367,7 @@ def embed(
     report: Progress,
     sentence_mean: bool = False,
     stages: _Stages | None = None,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Vectors of the passages (float32) and of their sentences (float16), and how many texts were embedded.
 
@@ -409,7 +429,7 @@ def embed(
         passage, start, end = sources[3 * position : 3 * position + 3]
         return embedding_text(split.passages[passage]) if start < 0 else split.passages[passage].text[start:end]
 
-    for positions, vectors in _encode_in_chunks(encoder, text_of, lengths, batch_size, progress, report):
+    for positions, vectors in _encode_in_chunks(encoder, text_of, lengths, batch_size, progress, report, executor):
         for position, vector in zip(positions, vectors, strict=True):
             put(first[position], vector)
     for position, place in repeats:  # the same text again: the vector its first place got
@@ -441,23 +461,36 @@ def _encode_in_chunks(
     batch_size: int,
     progress: bool,
     report: Progress,
+    executor: Executor | None = None,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Yield ``(positions, vectors)`` of the texts ``text_of(0 .. len(lengths) - 1)``, a few batches at a time."""
+    """Yield ``(positions, vectors)`` of the texts ``text_of(0 .. len(lengths) - 1)``, a few batches at a time,
+    embedded here or by ``executor``."""
     from tqdm import tqdm
 
     # Long texts first, so each batch pads little.
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
     # A few batches per call (a second or two): the model is free between calls for a server's searches.
     chunk = max(batch_size, 128)
+    # Each chunk's strings are made only when it is taken, so an executor holds those in flight, not all.
+    chunks = (
+        (rows, [text_of(i) for i in rows]) for rows in (order[b : b + chunk] for b in range(0, len(order), chunk))
+    )
+    if executor is not None:
+        embedded = executor.encode(encoder, chunks, batch_size=batch_size)
+    else:
+        embedded = ((rows, encoder.encode(texts, batch_size=batch_size)) for rows, texts in chunks)
+    done, dim = 0, encoder.dim
     with tqdm(total=len(order), desc="embedding", unit="text", disable=not progress, file=sys.stderr) as bar:
-        for begin in range(0, len(order), chunk):
-            rows = order[begin : begin + chunk]
-            yield rows, encoder.encode([text_of(i) for i in rows], batch_size=batch_size)
+        for rows, vectors in embedded:
+            if vectors.shape != (len(rows), dim):  # an executor's worker may run another model
+                raise QAError(
+                    f"{len(rows)} texts came back embedded as an array of shape {vectors.shape}, not "
+                    f"{(len(rows), dim)}: the executor ran another model than {encoder.name!r}"
+                )
+            yield rows, vectors
+            done += len(rows)
             bar.update(len(rows))
-            report(
-                0.05 + 0.9 * (begin + len(rows)) / len(order),
-                f"embedding {begin + len(rows):,} of {len(order):,} texts",
-            )
+            report(0.05 + 0.9 * done / len(order), f"embedding {done:,} of {len(order):,} texts")
 
 
 # -------------------------------------------------------------------------------------------- words
@@ -534,6 +567,7 @@ def build_contents(
     backend: str | None = None,
     uri: str | None = None,
     passage_vectors_from: str | None = None,
+    executor: Executor | None = None,
 ) -> tuple[IndexContents, BuildReport]:
     """Split, embed and index ``documents`` (read from the folder ``corpus``, if from one); see ``Index.build``."""
     from qa import vectorstore
@@ -566,6 +600,7 @@ def build_contents(
         report=report,
         sentence_mean=passage_vectors_from == "sentence-mean",
         stages=stages,
+        executor=executor,
     )
     release_freed_memory()
     stages.begin("faiss")

@@ -44,24 +44,36 @@ def cmd_build(args: argparse.Namespace) -> int:
     corpus = Path(args.corpus) if args.corpus else default_corpus()
     output = Path(args.output) if args.output else _default_index()
     started = time.perf_counter()
-    index = refresh(
-        output,
-        corpus,
-        wait=args.wait,
-        rebuild=True,
-        model=args.model,
-        runtime=args.runtime,
-        max_words=args.max_words,
-        overlap=args.overlap,
-        index_type=args.index_type,
-        batch_size=args.batch_size,
-        progress=False if args.quiet else None,
-        backend=args.backend,
-        uri=args.uri,
-        passage_vectors_from=args.passage_vectors,
-    )
+    executor = None
+    if args.ray is not None:  # connects (or starts a local Ray) before any document is read
+        from qa.distributed import RayExecutor
+
+        executor = RayExecutor(args.ray or None)
+    try:
+        index = refresh(
+            output,
+            corpus,
+            wait=args.wait,
+            rebuild=True,
+            model=args.model,
+            runtime=args.runtime,
+            max_words=args.max_words,
+            overlap=args.overlap,
+            index_type=args.index_type,
+            batch_size=args.batch_size,
+            progress=False if args.quiet else None,
+            backend=args.backend,
+            uri=args.uri,
+            passage_vectors_from=args.passage_vectors,
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     dense = index.manifest.dense
     where = f", Milvus collection {dense['collection']} at {dense['uri']}" if index.manifest.backend == "milvus" else ""
+    if executor is not None:
+        where += f"; {executor.texts_embedded:,} texts embedded on Ray"
     seconds = time.perf_counter() - started
     print(
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
@@ -286,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--uri",
         help="for --backend milvus: a Milvus Lite file (./milvus.db) or a server (http://host:19530; "
         "credentials in $QA_MILVUS_TOKEN) (default: the existing index's, else $QA_MILVUS_URI)",
+    )
+    build.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (pip install 'qa[ray]'): ADDRESS is its head's host:port, ray://host:10001 or "
+        "auto ($RAY_ADDRESS); without one, on a Ray started on this machine for the build",
     )
     build.add_argument(
         "--wait", action="store_true", help="wait for another build of the same index instead of failing"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from qa import build, retrieval, storage
-from qa.build import BuildReport, Progress
+from qa.build import BuildReport, Executor, Progress
 from qa.contents import DocumentRecord, IndexContents
 from qa.documents import Corpus, Document, iter_documents, read_corpus
 from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, load_encoder, model_name, runtime_name
@@ -99,6 +99,7 @@ class Index:
         backend: str | None = None,
         uri: str | None = None,
         passage_vectors_from: str | None = None,
+        executor: Executor | None = None,
     ) -> Index:
         """Split, embed and index a collection.
 
@@ -130,6 +131,9 @@ class Index:
             passage_vectors_from: ``own`` (the model reads each passage) or ``sentence-mean`` (the mean of
                 its sentences' vectors: one model pass instead of two, about twice as fast to build,
                 slightly worse ranking); default: ``previous``'s, else ``own``.
+            executor: Where the texts are embedded: by default in this process; a
+                ``qa.distributed.RayExecutor`` embeds them on a Ray cluster (``pip install 'qa[ray]'``), for the
+                same index.
 
         Raises:
             EmptyCorpus: No readable document, or no text in them.
@@ -155,6 +159,7 @@ class Index:
             backend=backend,
             uri=uri,
             passage_vectors_from=passage_vectors_from,
+            executor=executor,
         )
         return cls(contents, encoder, corpus, report)
 

@@ -59,6 +59,11 @@ def require_milvus_server() -> None:
     require("milvus", found, "the milvus package (a Milvus 2.3.5 server) is not installed: pip install milvus==2.3.5")
 
 
+def require_ray() -> None:
+    """Require Ray, for builds that embed on it (``QA_REQUIRE_RAY``)."""
+    require("ray", importlib.util.find_spec("ray") is not None, "ray is not installed: pip install 'qa[ray]'")
+
+
 def start_milvus_server(folder: Path, binary: Path, *, authorization: bool = False) -> Iterator[MilvusServer]:
     """A Milvus server on ``folder`` until the generator is closed; then stopped, and checked to be gone.
 

@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"milvus", "vectorstore"},
     {"manifest"},
     {"contents"},
-    {"build", "index_files", "fusion"},
+    {"build", "index_files", "fusion", "distributed"},
     {"ranking"},
     {"retrieval"},
     {"index"},
