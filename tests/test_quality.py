@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 import qa
+from bench.article import graded as article_grades
+from bench.article import line_documents
 from qa.retrieval import MODES
 from tests.article_questions import ANSWERABLE, OFF_TOPIC, QUESTIONS
 
@@ -17,31 +19,18 @@ ANSWERED_FLOOR = 0.625  # answerable questions shown without "no answer here" (m
 STRUCTURE_MARGIN = 0.075  # three of the 40 questions
 
 
-def hit_rates(index: qa.Index, mode: str = "hybrid") -> tuple[float, float]:
-    """hit@1 and hit@3: a top passage holds the words of the answer."""
-    at1 = at3 = 0
-    for question, answers in ANSWERABLE:
-        hits = index.search(question, k=3, mode=mode)
-        at1 += any(a in hits[0].text for a in answers)
-        at3 += any(a in h.text for h in hits for a in answers)
-    return at1 / len(ANSWERABLE), at3 / len(ANSWERABLE)
+@pytest.fixture(scope="module")
+def graded(article_index: qa.Index) -> dict[str, float]:
+    """The article's hybrid figures, as ``python -m bench.article`` reports them (each question asked once)."""
+    return article_grades(article_index, "hybrid")
 
 
-def answer_sentence_at_1(index: qa.Index, mode: str = "hybrid") -> float:
-    """How often the first hit's highlighted sentence is one that answers (holds the answer's words)."""
-    found = 0
-    for question, answers in ANSWERABLE:
-        found += any(a in index.search(question, k=1, mode=mode)[0].highlighted_text for a in answers)
-    return found / len(ANSWERABLE)
+def test_the_sentence_read_first_answers_most_questions(graded: dict[str, float]) -> None:
+    assert graded["answer_sentence_at_1"] >= ANSWER_SENTENCE_AT_1_FLOOR
 
 
-def test_the_sentence_read_first_answers_most_questions(article_index: qa.Index) -> None:
-    assert answer_sentence_at_1(article_index) >= ANSWER_SENTENCE_AT_1_FLOOR
-
-
-def test_no_answer_here_for_questions_about_something_else(article_index: qa.Index) -> None:
-    answered = [article_index.ask(question).answered for question, _ in ANSWERABLE]
-    assert sum(answered) / len(answered) >= ANSWERED_FLOOR
+def test_no_answer_here_for_questions_about_something_else(article_index: qa.Index, graded: dict[str, float]) -> None:
+    assert graded["answered"] >= ANSWERED_FLOOR
     for question, _ in OFF_TOPIC:
         answer = article_index.ask(question)
         assert not answer.answered and answer.hits, question  # flagged, and the best passages still given
@@ -61,18 +50,15 @@ def test_every_answer_lies_once_in_the_article_inside_one_sentence(article_index
             assert text.count(answer) == 1 and any(answer in sentence for sentence in sentences), answer
 
 
-def test_structure_aware_passages_answer_most_questions_first(article_index: qa.Index) -> None:
-    at1, at3 = hit_rates(article_index)
-    assert at1 >= HIT_AT_1_FLOOR, at1
-    assert at3 >= HIT_AT_3_FLOOR, at3
+def test_structure_aware_passages_answer_most_questions_first(graded: dict[str, float]) -> None:
+    assert graded["hit_at_1"] >= HIT_AT_1_FLOOR, graded
+    assert graded["hit_at_3"] >= HIT_AT_3_FLOOR, graded
 
 
 @pytest.fixture(scope="module")
 def line_index(article_index: qa.Index) -> qa.Index:
     """The article with each non-heading line its own document: no sections, no passages of whole paragraphs."""
-    text = (article_index.corpus / article_index.documents[0].id).read_text(encoding="utf-8")  # type: ignore[operator]
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return qa.Index.build([qa.Document(id=f"line{i}", text=line) for i, line in enumerate(lines)], progress=False)
+    return qa.Index.build(line_documents(article_index.corpus), progress=False)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -80,6 +66,6 @@ def test_structure_aware_passages_beat_a_line_by_line_split(
     article_index: qa.Index, line_index: qa.Index, mode: str
 ) -> None:
     # The same mode on both sides: the passages are what differs, not the retrieval.
-    baseline_at1, _ = hit_rates(line_index, mode)
-    at1, _ = hit_rates(article_index, mode)
+    baseline_at1 = article_grades(line_index, mode)["hit_at_1"]
+    at1 = article_grades(article_index, mode)["hit_at_1"]
     assert at1 >= baseline_at1 + STRUCTURE_MARGIN, (mode, at1, baseline_at1)
