@@ -1,6 +1,6 @@
 """``python -m bench [SECTION ...] [--quick]``: measure qa on this machine, write JSON and Markdown results.
 
-Sections: build, latency, cold-start, index-types, scaling, incremental (default: all, in that order).
+Sections: build, latency, cold-start, index-types, scaling, incremental, runtimes (default: all, in that order).
 A run of some sections keeps the others' earlier results in the output files, so a long benchmark can
 be run section by section. ``--quick`` runs small sizes and writes ``quick.json``/``quick.md`` in the
 work folder instead, so a check of the benchmark never replaces the committed figures.
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.perf_counter() - started, 1),
             "load_before": before,
             "load_after": load_average(),
+            "cpu": machine()["cpu"],  # sections of several runs share one file
         }
         results["sections"][name] = section
         # Written after every section, so a long run that stops late keeps what it measured.

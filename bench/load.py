@@ -1,14 +1,18 @@
 """``python -m bench.load``: many clients searching one ``qa serve`` at once, with a rebuild in the middle.
 
 Starts ``qa serve --allow-uploads`` on 127.0.0.1 over a private copy of a corpus and its index (by
-default the bundled article, indexed first with ``qa build``), asks every question once to learn the
-index's answers, then runs ``--clients`` threads, each with its own connection, that call the
-``/search`` API until ``--searches`` searches are done. When a quarter of them are done, a document is
-added to the corpus and the ``/rebuild`` endpoint called; the load goes on until the rebuild has finished
-and every client has searched the new index a few times. Each question is then asked once more for the
-new index's answers, and every answer of the load is checked: it must equal the old index's answer or the
-new index's, never an error or anything else; an answer to a search sent after the rebuild returned
-must be the new index's, one received before the rebuild began the old index's.
+default the first 12 SQuAD dev articles, one document each, indexed first with ``qa build``), then runs
+``--clients`` threads, each with its own connection, that call the ``/search`` API until ``--searches``
+searches are done. Each search asks a question not asked before (the SQuAD questions of the served
+articles, in a seeded order), so the server embeds every question under load, as it would for new
+users; nothing is asked before the load. When a quarter of the searches are done, a document is added
+to the corpus and the ``/rebuild`` endpoint called; the load goes on until the rebuild has finished and
+every client has searched the new index a few times. Then every answer is checked against the answers
+this process computes itself with ``qa.Index`` on a copy of the index as it was before the load and on
+the index the rebuild saved: each must equal the old index's answer or the new index's (same passages,
+order and highlights, scores to 4 decimals), never an error or anything else; an answer to a search
+sent after the rebuild returned must be the new index's, one received before the rebuild began the old
+index's.
 
 Clients call the API over plain HTTP by default (``POST /gradio_api/call/search``, then read the
 answer's event stream: what ``curl`` would do, about 1 ms of client CPU a search), or through
@@ -61,8 +65,30 @@ QUESTIONS = [
     "What were the lions doing while the zebras crossed?",
     "When do zebra herds cross rivers?",
 ]
+ZEBRA_QUESTIONS = QUESTIONS[-3:]
+"""About the document the rebuild adds: their answers must change, or the rebuild did not take."""
 K = 5
 NEW_DOCUMENT = "zebras.md"
+SQUAD_ARTICLES = 12
+"""The served collection by default: the first SQuAD dev articles, as the issue's figures were measured."""
+SHARED_DATA = REPO.parent / "shared" / "data"
+SQUAD = SHARED_DATA / "squad-v1.1-dev" / "dev-v1.1.json"
+
+
+def squad_collection(articles: int, folder: Path) -> list[str]:
+    """Write the first ``articles`` SQuAD dev articles into ``folder`` (one Markdown document each) and
+    return their questions, each once, in a seeded order."""
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][:articles]
+    folder.mkdir(parents=True, exist_ok=True)
+    questions: list[str] = []
+    for article in data:
+        title = article["title"].replace("_", " ")
+        text = "\n\n".join(paragraph["context"].strip() for paragraph in article["paragraphs"])
+        (folder / f"{article['title']}.md").write_text(f"# {title}\n\n{text}\n", encoding="utf-8")
+        questions += [qa["question"].strip() for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    distinct = list(dict.fromkeys(q for q in questions if q))
+    random.Random(0).shuffle(distinct)
+    return distinct
 
 
 def _new_document(paragraphs: int) -> str:
@@ -76,6 +102,16 @@ def _new_document(paragraphs: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------- server
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far, all its threads: ``/proc`` for another
+    process, ``os.times`` for this one. Unlike wall time, it says what a search costs on a busy machine."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -94,8 +130,14 @@ def child_env() -> dict[str, str]:
     return env
 
 
+SERVER_PIDS: dict[str, int] = {}
+"""The process of each server ``qa_serve`` started, by URL: its CPU time is read around the load."""
+
+
 @contextlib.contextmanager
-def qa_serve(index: Path, corpus: Path, log: Path, *, timeout: float = 300) -> Iterator[tuple[str, float]]:
+def qa_serve(
+    index: Path, corpus: Path, log: Path, *, timeout: float = 300, concurrency: int | None = None
+) -> Iterator[tuple[str, float]]:
     """Run ``qa serve --allow-uploads`` on a free loopback port; yield its URL and start-up seconds; stop it."""
     import httpx
 
@@ -104,6 +146,8 @@ def qa_serve(index: Path, corpus: Path, log: Path, *, timeout: float = 300) -> I
     command += ["--host", "127.0.0.1", "--port", str(port), "--allow-uploads"]
     env = child_env()
     env.pop("QA_AUTH", None)
+    if concurrency is not None:
+        env["QA_SEARCH_CONCURRENCY"] = str(concurrency)
     started = time.perf_counter()
     with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server
         server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -120,6 +164,7 @@ def qa_serve(index: Path, corpus: Path, log: Path, *, timeout: float = 300) -> I
             if time.perf_counter() - started > timeout:
                 raise RuntimeError(f"qa serve did not answer within {timeout:.0f} s: {log.read_text(errors='replace')}")
             time.sleep(0.25)
+        SERVER_PIDS[url] = server.pid
         yield url, time.perf_counter() - started
     finally:
         server.terminate()
@@ -186,9 +231,24 @@ Answer = tuple[tuple[str, float, tuple[tuple[int, int], ...]], ...]
 
 
 def answer_of(hits: Sequence[dict[str, Any]]) -> Answer:
+    """Scores to 4 decimals: with the torch runtime a question embedded in a batch of others moves by float
+    rounding (2e-7), which the 5th or 6th decimal of a score can show; ONNX runtimes give the same bits."""
     return tuple(
-        (str(hit["id"]), float(hit["score"]), tuple((int(s), int(e)) for s, e in hit["highlights"])) for hit in hits
+        (str(hit["id"]), round(float(hit["score"]), 4), tuple((int(s), int(e)) for s, e in hit["highlights"]))
+        for hit in hits
     )
+
+
+def local_answers(index_path: Path, questions: Sequence[str]) -> dict[str, Answer]:
+    """Each question's answer from the index at ``index_path``, computed in this process with ``qa.Index``
+    (the model and runtime the index was built with), as the server computes it."""
+    from qa.index import Index
+
+    index = Index.load(index_path, warn_if_stale=False)
+    try:
+        return {q: answer_of([hit.to_dict() for hit in index.search(q, K, mode="hybrid")]) for q in questions}
+    finally:
+        index.close()
 
 
 # ------------------------------------------------------------------------------------------- load
@@ -211,6 +271,8 @@ class _Shared:
     clients: int
     rebuild: bool
     deadline: float
+    questions: list[str]
+    """Asked in turn, each once while there are enough; then again from the first (and then cached)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     claimed: int = 0
     done: int = 0
@@ -221,18 +283,19 @@ class _Shared:
     after_rebuild: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def claim(self) -> bool:
-        """Whether a client should send one more search."""
+    def claim(self) -> str | None:
+        """The question of one more search, or ``None`` when the client should stop."""
         with self.lock:
             if self.stop.is_set() or time.perf_counter() > self.deadline:
-                return False
+                return None
             rebuilt = not self.rebuild or (self.rebuild_ended is not None and self.after_rebuild >= 3 * self.clients)
             if self.claimed >= self.target and rebuilt:
-                return False
+                return None
+            question = self.questions[self.claimed % len(self.questions)]
             self.claimed += 1
             if self.rebuild_ended is not None:
                 self.after_rebuild += 1
-            return True
+            return question
 
     def record(self, search: Search) -> None:
         with self.lock:
@@ -250,11 +313,9 @@ def _search_loop(url: str, shared: _Shared, seed: int, ready: threading.Barrier,
             shared.errors.append(f"client {seed} could not connect: {error!r}")
         ready.abort()
         return
-    rng = random.Random(seed)
     try:
         ready.wait()
-        while shared.claim():
-            question = rng.choice(QUESTIONS)
+        while (question := shared.claim()) is not None:
             started = time.perf_counter()
             try:
                 hits = client.search(question, K)
@@ -312,26 +373,34 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def run_load(
     url: str,
     corpus: Path,
+    index: Path,
     *,
+    questions: Sequence[str] = QUESTIONS,
     clients: int = 32,
     searches: int = 1000,
     rebuild: bool = True,
     paragraphs: int = 120,
     timeout: float = 600,
     kind: str = "http",
+    scratch: Path,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Load the server at ``url`` (serving ``corpus``) and check every answer; return the figures.
+    """Load the server at ``url`` (serving ``index``, built from ``corpus``) and check every answer.
 
     ``errors`` in the result lists every failed search, every answer that is neither index's, every
     order violation and a failed rebuild: empty when all went right.
     """
-    reference = SEARCHERS[kind](url)
-    try:
-        old = {q: answer_of(reference.search(q, K)) for q in QUESTIONS}
-    finally:
-        reference.close()
-    shared = _Shared(target=searches, clients=clients, rebuild=rebuild, deadline=time.perf_counter() + timeout)
+    old_index = scratch / "index-before-the-load"
+    shutil.rmtree(old_index, ignore_errors=True)
+    shutil.copytree(index, old_index)  # what the old index answers, checked after the load
+    asked = list(dict.fromkeys([*questions, *(ZEBRA_QUESTIONS if rebuild else [])]))
+    shared = _Shared(
+        target=searches,
+        clients=clients,
+        rebuild=rebuild,
+        deadline=time.perf_counter() + timeout,
+        questions=list(questions),
+    )
     ready = threading.Barrier(clients + 1)
     threads = [
         threading.Thread(target=_search_loop, args=(url, shared, seed, ready, kind), daemon=True)
@@ -345,6 +414,8 @@ def run_load(
     except threading.BrokenBarrierError:
         shared.stop.set()
     started = time.perf_counter()
+    server_pid = SERVER_PIDS.get(url)
+    cpu_before = (cpu_seconds(server_pid) if server_pid else None, cpu_seconds())
     log(f"{clients} clients searching{' with a rebuild after a quarter of the searches' if rebuild else ''}")
     rebuilder = threading.Thread(target=_rebuild, args=(url, corpus, shared, paragraphs, outcome), daemon=True)
     if rebuild:
@@ -355,6 +426,7 @@ def run_load(
     if rebuild:
         rebuilder.join(timeout=60)
     ended = time.perf_counter()
+    cpu_after = (cpu_seconds(server_pid) if server_pid else None, cpu_seconds())
 
     errors = list(shared.errors)
     if any(thread.is_alive() for thread in threads):
@@ -363,17 +435,16 @@ def run_load(
         errors.append(f"the load did not finish within {timeout:.0f} s")
     if len(shared.searches) < searches:
         errors.append(f"only {len(shared.searches)} of {searches} searches were made")
+    log("checking every answer against the old and the new index, computed here")
+    used = [q for q in asked if q in {s.question for s in shared.searches} or q in ZEBRA_QUESTIONS]
+    old = local_answers(old_index, used)
     new = old
     counts = {"old": 0, "new": 0, "failed": 0, "mixed": 0, "old_after": 0, "new_before": 0}
     if rebuild:
         if "error" in outcome or "Rebuilt:" not in outcome.get("status", ""):
             errors.append(f"the rebuild failed: {outcome.get('error') or outcome.get('status')}")
-        reference = SEARCHERS[kind](url)
-        try:
-            new = {q: answer_of(reference.search(q, K)) for q in QUESTIONS}
-        finally:
-            reference.close()
-        errors += [f"{q!r}: the rebuild did not change its answer" for q in QUESTIONS if new[q] == old[q]]
+        new = local_answers(index, used)
+        errors += [f"{q!r}: the rebuild did not change its answer" for q in ZEBRA_QUESTIONS if new[q] == old[q]]
     begun, finished = shared.rebuild_started or float("inf"), shared.rebuild_ended or float("inf")
     during: list[float] = []
     for search in shared.searches:
@@ -389,10 +460,11 @@ def run_load(
             errors.append(f"{search.question!r}: an answer that is neither the old index's nor the new one's")
             continue
         counts[which] += 1
-        if rebuild and which == "old" and search.started > finished:
+        changed = old[search.question] != new[search.question]  # else either index's answer is right
+        if rebuild and which == "old" and changed and search.started > finished:
             counts["old_after"] += 1
             errors.append(f"{search.question!r}: the old index answered a search sent after the rebuild")
-        if rebuild and which == "new" and search.ended < begun:
+        if rebuild and which == "new" and changed and search.ended < begun:
             counts["new_before"] += 1
             errors.append(f"{search.question!r}: the new index answered before the rebuild began")
         if search.ended > begun and search.started < finished:
@@ -410,9 +482,17 @@ def run_load(
         "throughput_per_s": round(len(answered) / seconds, 1),
         "latency_ms": _percentiles([s.ended - s.started for s in answered]),
         "k": K,
-        "questions": len(QUESTIONS),
+        "questions": len(questions),
+        "repeated_questions": max(0, len(shared.searches) - len(questions)),
         "client": kind,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
+    if cpu_before[0] is not None and cpu_after[0] is not None and answered:
+        server_ms = 1000 * (cpu_after[0] - cpu_before[0]) / len(shared.searches)
+        client_ms = 1000 * (cpu_after[1] - cpu_before[1]) / len(shared.searches)
+        result["cpu_ms_per_search"] = {"server": round(server_ms, 2), "clients": round(client_ms, 2)}
+        # What 2 cores could serve if nothing else ran: the server's and the clients' CPU per search.
+        result["searches_per_s_on_2_free_cores"] = round(2000 / (server_ms + client_ms), 1)
     if rebuild:
         result["rebuild"] = {
             "seconds": round(finished - begun, 2) if finished < float("inf") else None,
@@ -432,29 +512,44 @@ def run_load(
 # ------------------------------------------------------------------------------------------ setup
 
 
-def prepare(workdir: Path, corpus: Path | None, index: Path | None, log: Callable[[str], None]) -> tuple[Path, Path]:
-    """A private corpus and index to serve: copies of the ones given, or the bundled article indexed now."""
+def prepare(
+    workdir: Path,
+    corpus: Path | None,
+    index: Path | None,
+    log: Callable[[str], None],
+    *,
+    squad_articles: int = 0,
+    runtime: str | None = None,
+) -> tuple[Path, Path, list[str]]:
+    """A private corpus and index to serve, and the questions to ask: copies of the ones given (asking
+    ``QUESTIONS``), the first ``squad_articles`` SQuAD articles (asking their questions), or the bundled
+    article, indexed now."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     own_corpus, own_index = workdir / "corpus", workdir / "index"
-    shutil.copytree(corpus or REPO / "corpus", own_corpus)
+    questions = list(QUESTIONS)
+    if corpus is None and squad_articles:
+        questions = squad_collection(squad_articles, own_corpus)
+    else:
+        shutil.copytree(corpus or REPO / "corpus", own_corpus)
     (own_corpus / NEW_DOCUMENT).unlink(missing_ok=True)
     if index is not None:
         shutil.copytree(index, own_index)
-        return own_corpus, own_index
+        return own_corpus, own_index, questions
     log(f"indexing {own_corpus}")
+    command = [sys.executable, "-m", "qa", "build", str(own_corpus), "-o", str(own_index), "-q"]
     built = subprocess.run(
-        [sys.executable, "-m", "qa", "build", str(own_corpus), "-o", str(own_index), "-q"],
+        [*command, *(["--runtime", runtime] if runtime else [])],
         cwd=REPO,
         env=child_env(),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
     if built.returncode != 0:
         raise RuntimeError(f"qa build failed: {built.stderr}")
-    return own_corpus, own_index
+    return own_corpus, own_index, questions
 
 
 def run(
@@ -465,6 +560,9 @@ def run(
     paragraphs: int = 120,
     corpus: Path | None = None,
     index: Path | None = None,
+    squad_articles: int = 0,
+    runtime: str | None = None,
+    concurrency: int | None = None,
     workdir: Path | None = None,
     timeout: float = 600,
     kind: str = "http",
@@ -473,21 +571,33 @@ def run(
     """Set up, serve, load and check; the figures and the errors found (an empty list when all went right)."""
     scratch = workdir or Path(tempfile.mkdtemp(prefix="qa-load-"))
     try:
-        own_corpus, own_index = prepare(scratch / "load", corpus, index, log)
-        with qa_serve(own_index, own_corpus, scratch / "serve.log") as (url, startup):
+        own_corpus, own_index, questions = prepare(
+            scratch / "load", corpus, index, log, squad_articles=squad_articles, runtime=runtime
+        )
+        with qa_serve(own_index, own_corpus, scratch / "serve.log", concurrency=concurrency) as (url, startup):
             log(f"qa serve answered after {startup:.1f} s at {url}")
             result = run_load(
                 url,
                 own_corpus,
+                own_index,
+                questions=questions,
                 clients=clients,
                 searches=searches,
                 rebuild=rebuild,
                 paragraphs=paragraphs,
                 timeout=timeout,
                 kind=kind,
+                scratch=scratch,
                 log=log,
             )
         result["server_start_seconds"] = round(startup, 1)
+        result["served"] = (
+            f"the first {squad_articles} SQuAD dev articles"
+            if squad_articles and corpus is None
+            else ("the given corpus" if corpus is not None else "the bundled article")
+        )
+        result["concurrency"] = concurrency
+        result["runtime"] = json.loads((own_index / "manifest.json").read_text()).get("runtime", "torch")
         return result
     finally:
         if workdir is None:
@@ -545,14 +655,25 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "Client threads and the server share the machine.",
         "",
         f"{result['clients']} concurrent clients ({CLIENT_TEXT[result['client']]}) called the `/search` API of "
-        f"`qa serve --allow-uploads` on 127.0.0.1, k={result['k']}, drawing from {result['questions']} questions "
-        "about the served documents (each asked once before the load, so the query vectors were cached).",
+        f"`qa serve --allow-uploads` on 127.0.0.1 serving {result.get('served', 'the bundled article')} "
+        f"({result.get('runtime', 'torch')} runtime, {result.get('concurrency') or 'default'} searches at once), "
+        f"k={result['k']}, each search asking the next of {result['questions']:,} questions about the served "
+        f"documents; {result.get('repeated_questions', 0):,} searches asked a question again (once all had been "
+        "asked), the others a question the server had never seen, so it embedded it under the load.",
         "",
         "| searches | errors | seconds | searches/s | p50 ms | p95 ms | p99 ms | max ms |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| {result['searches']:,} | {len(result['errors'])} | {result['seconds']} | {result['throughput_per_s']} | "
         f"{latency.get('p50')} | {latency.get('p95')} | {latency.get('p99')} | {latency.get('max')} |",
     ]
+    if cpu := result.get("cpu_ms_per_search"):
+        lines += [
+            "",
+            f"CPU time per search: the server {cpu['server']} ms, the client threads {cpu['clients']} ms (all "
+            f"threads, user + system); so two cores doing nothing else would serve about "
+            f"{result['searches_per_s_on_2_free_cores']} searches/s. Load average after the run "
+            f"{result.get('load_average_after')}.",
+        ]
     rebuild = result.get("rebuild")
     if rebuild:
         during = rebuild["latency_during_rebuild_ms"]
@@ -576,7 +697,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--searches", type=int, default=1000, help="searches in all, at least (default 1000)")
     parser.add_argument("--no-rebuild", action="store_true", help="only search; no rebuild during the load")
     parser.add_argument("--paragraphs", type=int, default=120, help="paragraphs of the document the rebuild adds")
-    parser.add_argument("--corpus", type=Path, help="a corpus to serve (default: the bundled article)")
+    parser.add_argument("--corpus", type=Path, help="a corpus to serve, asked the bundled article's questions")
+    parser.add_argument(
+        "--squad-articles",
+        type=int,
+        default=SQUAD_ARTICLES,
+        help=f"serve the first N SQuAD dev articles, asked their questions (default {SQUAD_ARTICLES}; 0: the bundled article)",
+    )
+    parser.add_argument("--runtime", help="the runtime to build the served index on (default: qa's)")
+    parser.add_argument(
+        "--concurrency", type=int, help="searches the server runs at once ($QA_SEARCH_CONCURRENCY; default: qa's)"
+    )
     parser.add_argument("--index", type=Path, help="its index, copied (default: built from the corpus)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds the load may take")
     parser.add_argument(
@@ -594,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
         paragraphs=args.paragraphs,
         corpus=args.corpus,
         index=args.index,
+        squad_articles=args.squad_articles,
+        runtime=args.runtime,
+        concurrency=args.concurrency,
         timeout=args.timeout,
         kind=args.client,
         log=lambda message: print(f"bench.load: {message}", file=sys.stderr, flush=True),

@@ -106,6 +106,8 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{peak / GIB_MIB:.2f} GiB ({peak:,.0f} MiB, measured)",
                 peak < 2 * GIB_MIB,
             )
+    if runtimes := sections.get("runtimes"):
+        _runtime_targets(runtimes, add)
     if incremental := sections.get("incremental"):
         for update in incremental["updates"]:
             add(
@@ -115,6 +117,48 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
                 update["ratio"] <= 2.0,
             )
     return found
+
+
+def _runtime_targets(section: dict[str, Any], add: Any) -> None:
+    """The issue's targets for the default runtime (``qa.embedding.DEFAULT_RUNTIME``), measured in one run."""
+    from bench.runtimes import MAX_HIT1_LOSS, MAX_NDCG_LOSS
+    from qa.embedding import DEFAULT_RUNTIME
+
+    row = section["variants"][DEFAULT_RUNTIME]
+    add(
+        f"build rate on the default runtime ({DEFAULT_RUNTIME}) vs bare PyTorch encode of the same texts",
+        "≥ 1.5×",
+        f"{row['build_vs_bare_torch']:.2f}× ({row['build_passages_per_s']:.1f} vs "
+        f"{section['bare_torch_passages_per_s']:.1f} passages/s)",
+        row["build_vs_bare_torch"] >= 1.5,
+    )
+    add(
+        f"warm hybrid query p50 on {DEFAULT_RUNTIME} vs the PyTorch floor",
+        "≤ 0.4×",
+        f"{row['hybrid_vs_floor']:.2f}× ({row['hybrid_p50_ms']:.1f} ms vs {section['floor_p50_ms']:.1f} ms)",
+        row["hybrid_vs_floor"] <= 0.4,
+    )
+    cold = section["cold_start"]
+    ratio = cold[DEFAULT_RUNTIME]["median_s"] / cold["torch"]["median_s"]
+    add(
+        f"cold `qa ask` on {DEFAULT_RUNTIME} vs on torch (today's)",
+        "≤ 0.6×",
+        f"{ratio:.2f}× ({cold[DEFAULT_RUNTIME]['median_s']:.2f} s vs {cold['torch']['median_s']:.2f} s)",
+        ratio <= 0.6,
+    )
+    quality, base = section["quality"].get(DEFAULT_RUNTIME, {}), section["quality"].get("torch", {})
+    for key, bound in (
+        ("per-article hybrid hit@1", MAX_HIT1_LOSS),
+        ("pooled hybrid hit@1", MAX_HIT1_LOSS),
+        ("scifact test hybrid nDCG@10", MAX_NDCG_LOSS),
+    ):
+        if key in quality and key in base:
+            add(
+                f"{key} on {DEFAULT_RUNTIME} vs torch",
+                f"loss ≤ {bound}",
+                f"{quality[key]:.3f} vs {base[key]:.3f}",
+                base[key] - quality[key] <= bound + 1e-9,
+            )
 
 
 def build_peak_mib(build: dict[str, Any]) -> float:
@@ -141,8 +185,11 @@ def markdown(results: dict[str, Any]) -> str:
     out = [
         "# qa benchmark results",
         "",
-        f"Measured with `python -m bench` on {machine['cpu']} ({machine['cores']} cores, {machine['memory_gib']} GiB), "
-        f"Python {machine['python']}, " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        f"Measured with `python -m bench`, the latest run on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB), Python {machine['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + ". Sections kept from earlier runs may come from another machine of the same size: each names its "
+        "CPU where it was recorded.",
         "The machine was shared with other work; each section records the load average around it.",
         "",
         "## Targets",
@@ -156,7 +203,9 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             f"## {name}",
             "",
-            f"Run {section['_run']['finished']} (commit {section['_run']['commit']}, "
+            f"Run {section['_run']['finished']}"
+            + (f" on {section['_run']['cpu']}" if "cpu" in section["_run"] else "")
+            + f" (commit {section['_run']['commit']}, "
             f"{'quick' if section['_run']['quick'] else 'full'} run, threads {section['_run'].get('threads', 'default')}, "
             f"{section['_run']['seconds']:.0f} s, "
             f"load average {section['_run']['load_before']} → {section['_run']['load_after']}).",
@@ -515,7 +564,14 @@ def _incremental(section: dict[str, Any]) -> list[str]:
     ]
 
 
+def _runtimes(section: dict[str, Any]) -> list[str]:
+    from bench.runtimes import markdown as runtimes_markdown
+
+    return runtimes_markdown(section)
+
+
 RENDER = {
+    "runtimes": _runtimes,
     "latency": _latency,
     "build": _build,
     "cold-start": _cold,

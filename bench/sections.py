@@ -37,6 +37,10 @@ class Plan:
     scaling_real: tuple[int, ...]
     scaling_stub: tuple[int, ...]
     incremental_repeats: int
+    runtime_articles: int = 12
+    """SQuAD articles the runtimes section builds on each runtime (the peers' comparison used 12)."""
+    runtime_rounds: int = 3
+    """Turns the runtimes section's variants take."""
     hnsw_ef_search: tuple[int, ...] = (16, 32, 64, 128, 256)
     ivfpq_nprobe: tuple[int, ...] = (8, 16, 32, 64, 128)
     ivfpq_pq_m: tuple[int, ...] = (48,)
@@ -70,6 +74,8 @@ QUICK = Plan(
     scaling_real=(500,),
     scaling_stub=(500, 2_000),
     incremental_repeats=1,
+    runtime_articles=2,
+    runtime_rounds=1,
     hnsw_ef_search=(32, 128),
     ivfpq_nprobe=(8, 32),
     ivfpq_pq_m=(),
@@ -522,6 +528,13 @@ def _keeps_word_counts(path: Path) -> bool:
     return all((path / LEXICAL / f"{name}.npy").exists() for name in TERM_COUNT_FILES)
 
 
+def runtimes(ctx: Context) -> dict[str, Any]:
+    """Each encoder runtime's build rate, query latency and cold start, with its quality (``bench.runtimes``)."""
+    from bench.runtimes import runtimes as measure
+
+    return measure(ctx)
+
+
 SECTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "build": build,
     "latency": latency,
@@ -529,6 +542,7 @@ SECTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "index-types": index_types,
     "scaling": scaling,
     "incremental": incremental,
+    "runtimes": runtimes,
 }
 
 

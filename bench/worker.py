@@ -108,6 +108,7 @@ class StubEncoder:
     def __init__(self, encoder: Any) -> None:
         self.inner = encoder
         self.name = encoder.name
+        self.runtime = encoder.runtime
 
     @property
     def dim(self) -> int:
@@ -382,7 +383,7 @@ def task_incremental(params: dict[str, Any]) -> dict[str, Any]:
     stages: dict[str, float] = {}
     for _ in range(params["repeats"]):
         started = time.perf_counter()
-        new = Index.build(documents, previous=old, progress=False)
+        new = Index.build(documents, previous=old, encoder=old.encoder, progress=False)
         stages = {
             "build (total)": time.perf_counter() - started,
             **(new.build_report.stage_seconds if new.build_report else {}),
@@ -431,6 +432,10 @@ def main(argv: list[str]) -> int:
         from bench import ann
 
         result = ann.TASKS[task](params)
+    elif task.startswith("runtime-"):
+        from bench import runtimes
+
+        result = runtimes.TASKS[task](params)
     else:
         result = TASKS[task](params)
     result_file.write_text(json.dumps(result, indent=1))

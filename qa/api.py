@@ -77,6 +77,7 @@ def refresh(
     rebuild: bool = False,
     model: str | None = None,
     encoder: Encoder | None = None,
+    runtime: str | None = None,
     max_words: int | None = None,
     overlap: int | None = None,
     progress: bool | None = None,
@@ -95,6 +96,9 @@ def refresh(
         rebuild: Build even when the index matches its documents (``qa build`` does, so that settings apply).
         model, encoder: The model (a name, or the encoder itself); default ``$QA_MODEL``, else the packaged
             one. An index of another model is built anew.
+        runtime: How the model runs (``torch``, ``onnx``, ``onnx-int8``); default ``$QA_RUNTIME``, else
+            the existing index's, else qa's default. An index built on another runtime than one asked for
+            is built anew.
         max_words, overlap: Passage sizes; default: the existing index's, else qa's defaults.
         build_options: Further options of :meth:`Index.build` (``index_type``, ``batch_size``, ``backend``...).
 
@@ -108,7 +112,7 @@ def refresh(
     read: Corpus | None = None
     if previous is not None and not rebuild:
         read = read_corpus(corpus)
-        if (reason := _stale_reason(previous, read, model, max_words, overlap)) is None:
+        if (reason := _stale_reason(previous, read, model, max_words, overlap, runtime)) is None:
             return previous
         logger.warning("rebuilding the index at %s: %s", index_path, reason)
     elif previous is None and not rebuild:
@@ -119,7 +123,7 @@ def refresh(
             if (
                 previous is not None
                 and read is not None
-                and not _stale_reason(previous, read, model, max_words, overlap)
+                and not _stale_reason(previous, read, model, max_words, overlap, runtime)
             ):
                 return previous
         chunking = previous.manifest.chunking if previous is not None else None
@@ -127,6 +131,7 @@ def refresh(
             read if read is not None else corpus,
             model=model,
             encoder=encoder,
+            runtime=runtime,
             max_words=max_words if max_words is not None else chunking.max_words if chunking else DEFAULT_MAX_WORDS,
             overlap=overlap if overlap is not None else chunking.overlap if chunking else DEFAULT_OVERLAP,
             progress=progress,
@@ -146,10 +151,10 @@ def refresh(
 
 
 def _stale_reason(
-    index: Index, corpus: Corpus, model: str | None, max_words: int | None, overlap: int | None
+    index: Index, corpus: Corpus, model: str | None, max_words: int | None, overlap: int | None, runtime: str | None
 ) -> str | None:
     try:
-        return index.stale_reason(corpus, model=model, max_words=max_words, overlap=overlap)
+        return index.stale_reason(corpus, model=model, max_words=max_words, overlap=overlap, runtime=runtime)
     except EmptyCorpus as error:
         return str(error)
 

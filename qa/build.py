@@ -30,7 +30,7 @@ from qa.documents import Document, no_documents
 from qa.embedding import Encoder, embedding_text, release_freed_memory
 from qa.errors import EmptyCorpus, QAError
 from qa.lexical import BM25_PARAMS, TOKENIZATION, LexicalIndex, lexical_text
-from qa.manifest import FORMAT_VERSION, PASSAGE_VECTORS, Chunking, CorpusRecord, Manifest
+from qa.manifest import PASSAGE_VECTORS, Chunking, CorpusRecord, Manifest, format_version_for
 from qa.passage import Passage
 from qa.rows import RowMap
 from qa.splitting import SPLITTER_VERSION, acronym_definitions, passage_sentences, split_document
@@ -583,8 +583,8 @@ def build_contents(
     backend, uri = backend_and_uri(backend, uri, previous)
     # Rejects an unknown index type or backend, and connects to Milvus, before any work.
     store_vectors = vectorstore.prepare(backend, uri, index_type)
-    if previous is not None and previous.manifest.model != encoder.name:
-        previous = None  # vectors of another model cannot be reused
+    if previous is not None and (previous.manifest.model, previous.manifest.runtime) != (encoder.name, encoder.runtime):
+        previous = None  # vectors of another model, or of the same model run otherwise, cannot be reused
     report = on_progress or (lambda fraction, stage: None)
     stages = _Stages(on_stage)
     stages.begin("split")
@@ -619,10 +619,11 @@ def build_contents(
         raise
     stages.end()
     manifest = Manifest(
-        format_version=FORMAT_VERSION,
+        format_version=format_version_for(encoder.runtime),
         qa_version=__version__,
         created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         model=encoder.name,
+        runtime=encoder.runtime,
         dim=dim,
         count=len(split.passages),
         sentences=int(sentence_vectors.shape[0]),
@@ -664,17 +665,20 @@ def settings_change(
     max_words: int | None = None,
     overlap: int | None = None,
     encoder: Encoder | None = None,
+    runtime: str | None = None,
 ) -> str | None:
     """Why an index of ``manifest`` differs from one built now with these settings, or ``None``.
 
     A setting left ``None`` is not compared. The splitter's version always is, and with ``encoder``
     (the index's own), the input length the passages were fitted to.
     """
-    from qa.embedding import model_name
+    from qa.embedding import model_name, runtime_name
 
     chunking = manifest.chunking
     if model is not None and model_name(model) != manifest.model:
         return f"it was built with the model {manifest.model!r}, not {model_name(model)!r}"
+    if runtime is not None and runtime_name(runtime) != manifest.runtime:
+        return f"it was built with the {manifest.runtime} runtime, not {runtime_name(runtime)}"
     if max_words is not None and max_words != chunking.max_words:
         return f"it was built with max_words={chunking.max_words}, not {max_words}"
     if overlap is not None and overlap != chunking.overlap:

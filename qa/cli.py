@@ -23,6 +23,13 @@ from qa.errors import QAError
 
 logger = logging.getLogger("qa")
 
+RUNTIME_CHOICES = ["torch", "onnx", "onnx-int8"]  # qa.embedding.RUNTIMES, without importing numpy for --help
+RUNTIME_HELP = (
+    "how the model runs: torch; onnx, its ONNX export (same vectors, faster questions); onnx-int8, int8 "
+    "weights (fastest, vectors at cosine 0.99 to torch's). Exported once into your cache, never downloaded "
+    "(default: $QA_RUNTIME, else the existing index's, else onnx-int8)"
+)
+
 
 def _default_index() -> Path:
     from qa.api import default_index
@@ -49,6 +56,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             wait=args.wait,
             rebuild=True,
             model=args.model,
+            runtime=args.runtime,
             max_words=args.max_words,
             overlap=args.overlap,
             index_type=args.index_type,
@@ -69,7 +77,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     print(
         f"indexed {len(index.documents)} documents, {len(index)} passages in {seconds:.1f} s "
-        f"-> {output} (model {index.manifest.model}, {index.manifest.dense_type} index{where})"
+        f"-> {output} (model {index.manifest.model} on {index.manifest.runtime}, {index.manifest.dense_type} index{where})"
     )
     if unread := describe_unread(unread_types(corpus)):  # files of types qa does not read: what the index lacks
         print(unread)
@@ -141,9 +149,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         try:
             read = read_corpus(corpus)
-            reason = settings_change(manifest, encoder=load_encoder(manifest.model)) or corpus_change(
-                manifest, read.folder, read.documents
-            )
+            reason = settings_change(
+                manifest, encoder=load_encoder(manifest.model, runtime=manifest.runtime)
+            ) or corpus_change(manifest, read.folder, read.documents)
         except EmptyCorpus as error:
             reason = str(error)
         state = f"STALE: {reason}; rebuild with `qa build {corpus} -o {path}`" if reason else "fresh"
@@ -159,7 +167,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"            {describe_unread(unread)} (qa reads .txt, .md, .html, .pdf and .docx)")
     print(f"state:      {state}")
     print(f"passages:   {manifest.count} ({manifest.sentences} sentences)")
-    print(f"model:      {manifest.model} ({manifest.dim} dimensions)")
+    print(f"model:      {manifest.model} ({manifest.dim} dimensions), {manifest.runtime} runtime")
     print(f"chunking:   max_words={manifest.chunking.max_words}, overlap={manifest.chunking.overlap}")
     print(f"embedding:  passage vectors {manifest.passage_vectors}")
     print(f"vectors:    {manifest.dense_type} " + ", ".join(f"{k}={v}" for k, v in dense.items() if k != "type"))
@@ -187,7 +195,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.squad and not args.beir:
         raise ValueError("give --squad FILE (SQuAD v1.1 JSON) and/or --beir DIR (corpus.jsonl, queries.jsonl, qrels/)")
     modes = args.modes.split(",")
-    options = {"max_words": args.max_words, "overlap": args.overlap, "passage_vectors_from": args.passage_vectors}
+    options = {
+        "max_words": args.max_words,
+        "overlap": args.overlap,
+        "passage_vectors_from": args.passage_vectors,
+        "runtime": args.runtime,
+    }
     report: dict[str, object] = {"modes": modes, "build": options}
     out = Path(args.out) if args.out else None
     if out:
@@ -261,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "-m", "--model", help="sentence-transformers name or folder (default: $QA_MODEL or all-MiniLM-L6-v2)"
     )
+    build.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None, help=RUNTIME_HELP)
     build.add_argument("--max-words", type=int, default=None, help="most words in a passage")
     build.add_argument("--overlap", type=int, default=None, help="sentences a passage repeats from the one before")
     build.add_argument("--index-type", default="auto", choices=["auto", "flat", "hnsw", "ivfpq"])
@@ -332,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-words", type=int, default=None, help="most words in a passage")
     evaluate.add_argument("--overlap", type=int, default=None, help="sentences a passage repeats")
     evaluate.add_argument("--passage-vectors", choices=["own", "sentence-mean"], default="own")
+    evaluate.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None, help=RUNTIME_HELP)
     evaluate.add_argument("-o", "--out", help="folder for eval.json and squad-hits.png")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=cmd_eval)

@@ -77,10 +77,11 @@ def _check_reachable(address: str) -> None:
 
 
 class _EmbeddingWorker:
-    """A Ray actor: the model named ``model`` loaded once, embedding chunks of texts as a local build does."""
+    """A Ray actor: the model named ``model`` loaded once on ``runtime``, embedding chunks of texts as a local
+    build does (on the build's runtime: the index's questions are embedded on it too)."""
 
-    def __init__(self, model: str) -> None:
-        self.encoder = load_encoder(model)
+    def __init__(self, model: str, runtime: str) -> None:
+        self.encoder = load_encoder(model, runtime=runtime)
         self.encoder.dim  # noqa: B018 - loads the model: a worker without it fails now, not in the middle of a build
 
     def hello(self, probe: str) -> tuple[str, np.ndarray]:
@@ -136,7 +137,7 @@ class RayExecutor:
         self.texts_embedded = 0
         """Texts the workers have embedded, over every build this executor ran."""
         self._actors: list[Any] = []
-        self._model: str | None = None
+        self._model: tuple[str, str] | None = None  # the workers' model and runtime
         self._ray = _import_ray(local=address is None)
         self._started_ray = False
         if self._ray.is_initialized():
@@ -187,13 +188,13 @@ class RayExecutor:
                 embeds differently from this machine.
         """
         ray = self._ray
-        if not self._actors or self._model != encoder.name:
+        if not self._actors or self._model != (encoder.name, encoder.runtime):
             self._stop_workers()
             count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // self.cpus_per_worker)
             # A worker whose process dies is started again and its chunk embedded again, twice at most.
             actor = ray.remote(num_cpus=self.cpus_per_worker, max_restarts=2, max_task_retries=2)(_EmbeddingWorker)
-            self._actors = [actor.remote(encoder.name) for _ in range(count)]
-            self._model = encoder.name
+            self._actors = [actor.remote(encoder.name, encoder.runtime) for _ in range(count)]
+            self._model = (encoder.name, encoder.runtime)
         expected = encoder.encode([PROBE], batch_size=1)
         try:
             answers = ray.get([a.hello.remote(PROBE) for a in self._actors], timeout=START_TIMEOUT)

@@ -17,7 +17,7 @@ from qa import build, retrieval, storage
 from qa.build import BuildReport, Executor, Progress
 from qa.contents import DocumentRecord, IndexContents
 from qa.documents import Corpus, Document, iter_documents, read_corpus
-from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, load_encoder, model_name
+from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, load_encoder, model_name, runtime_name
 from qa.errors import EmptyCorpus
 from qa.index_files import read_index, write_index
 from qa.manifest import Manifest, read_manifest
@@ -49,10 +49,17 @@ class Index:
         corpus: Path | None = None,
         build_report: BuildReport | None = None,
     ) -> None:
-        if encoder.name != contents.manifest.model:
+        manifest = contents.manifest
+        if encoder.name != manifest.model:
             raise ValueError(
-                f"the index was built with the model {contents.manifest.model!r}; its questions must be embedded "
+                f"the index was built with the model {manifest.model!r}; its questions must be embedded "
                 f"by that model too, not by {encoder.name!r}"
+            )
+        if encoder.runtime != manifest.runtime:
+            raise ValueError(
+                f"the index was built with {manifest.model!r} on the {manifest.runtime} runtime; its questions must "
+                f"be embedded on that runtime too, not on {encoder.runtime}. Load it without an encoder (qa makes "
+                f"the right one), or rebuild it with --runtime {encoder.runtime}"
             )
         self.contents = contents
         self.encoder = encoder
@@ -80,6 +87,7 @@ class Index:
         *,
         model: str | None = None,
         encoder: Encoder | None = None,
+        runtime: str | None = None,
         max_words: int = DEFAULT_MAX_WORDS,
         overlap: int = DEFAULT_OVERLAP,
         index_type: str = "auto",
@@ -100,6 +108,10 @@ class Index:
                 read already), or ``qa.Document`` objects.
             model: A sentence-transformers name or folder; default ``$QA_MODEL``, else all-MiniLM-L6-v2.
             encoder: The encoder itself (see ``qa.embedding``), instead of ``model``.
+            runtime: How the model runs: ``torch``, ``onnx`` (its ONNX export, the same vectors, faster
+                questions) or ``onnx-int8`` (int8 weights: fastest, vectors at cosine 0.99 to torch's);
+                default ``$QA_RUNTIME``, else ``previous``'s, else ``qa.embedding.DEFAULT_RUNTIME``.
+                Questions to the index are embedded on the same runtime.
             max_words: The most words in a passage.
             overlap: Sentences each passage repeats from the one before it.
             index_type: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, for large collections), or
@@ -128,7 +140,9 @@ class Index:
             ValueError: A bad argument.
             MilvusUnavailable: The Milvus URI cannot be reached (checked before any embedding).
         """
-        encoder = _encoder(model, encoder)
+        if runtime is None and encoder is None and previous is not None and not os.environ.get("QA_RUNTIME"):
+            runtime = previous.manifest.runtime  # a rebuild keeps its runtime, as it keeps how passage vectors are made
+        encoder = _encoder(model, encoder, runtime)
         corpus, documents = _documents_of(source)
         contents, report = build.build_contents(
             documents,
@@ -166,12 +180,16 @@ class Index:
         Raises:
             IndexNotFound: There is no index at ``path``.
             IncompatibleIndex: The index is of another format, truncated or corrupted.
-            ValueError: ``encoder`` is not of the index's model.
+            ValueError: ``encoder`` is not of the index's model and runtime.
+            QAError: The index's runtime is an ONNX one and the model cannot be exported (``ExportFailed``).
         """
         contents = read_index(path)
+        manifest = contents.manifest
         try:
             index = cls(
-                contents, encoder or load_encoder(contents.manifest.model), contents.manifest.corpus_folder(path)
+                contents,
+                encoder or load_encoder(manifest.model, runtime=manifest.runtime),
+                manifest.corpus_folder(path),
             )
         except BaseException:
             contents.dense.close()
@@ -191,7 +209,8 @@ class Index:
 
     def __repr__(self) -> str:
         return (
-            f"Index({len(self)} passages from {len(self.contents.documents)} documents, model={self.manifest.model!r})"
+            f"Index({len(self)} passages from {len(self.contents.documents)} documents, model={self.manifest.model!r}, "
+            f"runtime={self.manifest.runtime!r})"
         )
 
     def stale_reason(
@@ -201,16 +220,17 @@ class Index:
         model: str | None = None,
         max_words: int | None = None,
         overlap: int | None = None,
+        runtime: str | None = None,
     ) -> str | None:
         """Why the index no longer matches its corpus or the wanted settings, or ``None`` if it does.
 
         Args:
             corpus: The folder to compare with (or a ``Corpus`` read from it); default, the one it was
                 built from (if any).
-            model, max_words, overlap: Settings to compare with the manifest; ``None`` skips a setting.
+            model, max_words, overlap, runtime: Settings to compare with the manifest; ``None`` skips a setting.
         """
         if reason := build.settings_change(
-            self.manifest, model=model, max_words=max_words, overlap=overlap, encoder=self.encoder
+            self.manifest, model=model, max_words=max_words, overlap=overlap, encoder=self.encoder, runtime=runtime
         ):
             return reason
         if corpus is None and self.corpus is None:
@@ -246,11 +266,15 @@ class Index:
         return retrieval.answer(self.contents, self.encoder, question, k, mode=mode)
 
 
-def _encoder(model: str | None, encoder: Encoder | None) -> Encoder:
+def _encoder(model: str | None, encoder: Encoder | None, runtime: str | None) -> Encoder:
     if encoder is None:
-        return load_encoder(model)
+        return load_encoder(model, runtime=runtime)
     if model is not None and model_name(model) != encoder.name:
         raise ValueError(f"model={model!r} and an encoder of {encoder.name!r} were both given; give one")
+    if runtime is not None and runtime_name(runtime) != encoder.runtime:
+        raise ValueError(
+            f"runtime={runtime!r} and an encoder on the {encoder.runtime} runtime were both given; give one"
+        )
     return encoder
 
 

@@ -17,12 +17,16 @@ from types import MappingProxyType
 from typing import Any
 
 from qa import storage
+from qa.embedding import RUNTIMES
 from qa.errors import IncompatibleIndex, IndexNotFound
 
 FORMAT_VERSION = 2
 """The format a save writes. 2: an HNSW index updated in place numbers its vectors apart from the
 passages (``vector_rows.npy``), which a reader of format 1 would take for passage rows."""
-READABLE_FORMATS = (1, 2)
+RUNTIME_FORMAT_VERSION = 3
+"""The format of an index whose model ran on another runtime than torch (``runtime`` in the manifest): a
+qa that reads only formats 1 and 2 would embed its questions with torch, so it must refuse it."""
+READABLE_FORMATS = (1, 2, 3)
 REQUIRED_FIELDS = ("format_version", "model", "dim", "count", "sentences", "chunking", "dense", "files")
 PASSAGE_VECTORS = ("own", "sentence-mean")
 """How a passage's vector is made: ``own``, the model reads the passage with its title and section; or
@@ -95,6 +99,8 @@ class Manifest:
     lexical: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
     passage_vectors: str = "own"
     """How passage vectors were made (``PASSAGE_VECTORS``); indexes from before the choice: ``own``."""
+    runtime: str = "torch"
+    """How the model ran (``qa.embedding.RUNTIMES``); questions are embedded by the same. Before: ``torch``."""
     format_version: int = FORMAT_VERSION
     qa_version: str | None = None
     created: str | None = None
@@ -122,6 +128,7 @@ class Manifest:
             "qa_version": self.qa_version,
             "created": self.created,
             "model": self.model,
+            "runtime": self.runtime,
             "dim": self.dim,
             "metric": self.metric,
             "normalized": self.normalized,
@@ -151,7 +158,8 @@ class Manifest:
             raise IncompatibleIndex(f"{source} is not a JSON object; rebuild: {rebuild}")
         found = data.get("format_version")
         if found not in READABLE_FORMATS:
-            readable = " and ".join(map(str, READABLE_FORMATS))
+            *earlier, last = map(str, READABLE_FORMATS)
+            readable = f"{', '.join(earlier)} and {last}"
             raise IncompatibleIndex(
                 f"{path} has index format {found!r}; this qa reads formats {readable}. Rebuild it: {rebuild}"
             )
@@ -176,11 +184,18 @@ class Manifest:
             files=_frozen({name: FileRecord(r["bytes"], r["sha256"]) for name, r in data["files"].items()}),
             lexical=_frozen(data.get("lexical") or {}),
             passage_vectors=str((embedding or {}).get("passage_vectors", "own")),
+            runtime=data.get("runtime", "torch"),
             qa_version=data.get("qa_version"),
             created=data.get("created"),
             metric=data.get("metric", "ip"),
             normalized=data.get("normalized", True),
         )
+
+
+def format_version_for(runtime: str) -> int:
+    """The format an index built with ``runtime`` is saved in: 3 when it is not torch, so that an older qa,
+    which would embed its questions with torch, refuses it instead."""
+    return FORMAT_VERSION if runtime == "torch" else RUNTIME_FORMAT_VERSION
 
 
 def _problems(manifest: dict[str, Any]) -> list[str]:
@@ -196,6 +211,8 @@ def _problems(manifest: dict[str, Any]) -> list[str]:
     whole("sentences", manifest.get("sentences"), 0)
     if not isinstance(manifest.get("model"), str) or not manifest["model"].strip():
         problems.append(f"model is {manifest.get('model')!r}, not a model name")
+    if manifest.get("runtime", "torch") not in RUNTIMES:
+        problems.append(f"runtime is {manifest.get('runtime')!r}, not one of {', '.join(RUNTIMES)}")
     chunking = manifest.get("chunking")
     if not isinstance(chunking, dict):
         problems.append(f"chunking is {chunking!r}, not an object")

@@ -104,8 +104,9 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory, milvus_binary: Path)
 
 @pytest.fixture(scope="session", autouse=True)
 def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache of extracted PDF and Word text for this run alone: tests never read or fill the user's."""
-    folder = tmp_path_factory.mktemp("extraction-cache")
+    """A cache for this run alone, of extracted PDF and Word text and of the ONNX exports: tests never read
+    or fill the user's, and each runtime's export is made once per run (about 20 s), then reused."""
+    folder = tmp_path_factory.mktemp("cache")
     os.environ["QA_CACHE_DIR"] = str(folder)
     return folder
 
@@ -113,7 +114,7 @@ def extraction_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
     encoder = load_encoder()
-    encoder.model  # noqa: B018 - load once for the whole run
+    encoder.encode(["load the model once for the whole run"])
     return encoder
 
 
@@ -147,6 +148,7 @@ class RecordingEncoder:
     def __init__(self, encoder: Encoder) -> None:
         self.inner = encoder
         self.name = encoder.name
+        self.runtime = encoder.runtime
         self.texts: list[str] = []
 
     @property

@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
         "storage",
         "documents",
         "embedding",
+        "onnx_export",
         "lexical",
         "pdf",
         "docx",

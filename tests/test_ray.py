@@ -126,6 +126,15 @@ def test_a_ray_build_is_the_local_build(ray_build: qa.Index, local_build: qa.Ind
         assert {d.id for d in ray_build.documents} >= set(SQUAD_ARTICLES)
 
 
+def test_workers_embed_on_the_runtime_of_the_build(executor: RayExecutor) -> None:
+    """A torch build on Ray has torch's vectors, not the default runtime's: the workers load the build's runtime."""
+    torch_encoder = load_encoder(runtime="torch")
+    on_ray = qa.Index.build(CORPUS, encoder=torch_encoder, progress=False, executor=executor)
+    here = qa.Index.build(CORPUS, encoder=torch_encoder, progress=False)
+    assert on_ray.manifest.runtime == "torch"
+    assert_same_index(on_ray, here)
+
+
 def test_an_incremental_ray_build_embeds_only_the_new_document(
     ray_build: qa.Index, local_build: qa.Index, executor: RayExecutor, encoder: Encoder
 ) -> None:

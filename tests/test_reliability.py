@@ -187,7 +187,9 @@ class Watch:
     def model_loaded(pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/maps") as maps:
-                return "model.safetensors" in maps.read()
+                # torch maps the model's weights; ONNX Runtime's library is mapped as its export loads.
+                mapped = maps.read()
+                return "model.safetensors" in mapped or "onnxruntime_pybind11_state" in mapped
         except OSError:
             return False
 

@@ -39,6 +39,10 @@ ARTICLE_ID = "putin-bush-pakistan-nuclear.md"
 """The bundled article, which the examples are about."""
 WARM_UP_QUESTION = "Which treaty has Pakistan not joined?"
 MAX_PASSAGES = 20
+SEARCH_CONCURRENCY = 16
+"""Searches the server runs at once (``$QA_SEARCH_CONCURRENCY`` changes it). Chosen with ``python -m bench.load``
+(32 clients, new questions, 12 SQuAD articles, onnx-int8): at 4, 16 and 32 the server spent 23.0, 17.7 and
+20.4 ms of CPU a search, and 32 more than doubled p95 (14.5 s against 8.1 s on a machine at load 16)."""
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 UNUSED_UPLOAD_SECONDS = 3600
@@ -210,11 +214,12 @@ def create_app(
             outputs=results,
             api_visibility="private",
             show_progress="minimal",
-            concurrency_limit=4,  # searches are short; let a few run side by side
+            concurrency_limit=search_concurrency(),
+            concurrency_id="search",  # the page's searches and the API's share one limit
         )
         if examples is not None:  # clicking an example asks it
             examples.load_input_event.then(ask, [question, k, mode], results, api_visibility="private")
-        gr.api(search, api_name="search", concurrency_limit=4)
+        gr.api(search, api_name="search", concurrency_limit=search_concurrency(), concurrency_id="search")
         demo.load(show_index, outputs=info, api_visibility="private")
         index_tab.select(show_index, outputs=info, api_visibility="private")
         # Callable by clients (not listed) so scripts can upload and rebuild; the handlers refuse unless allowed.
@@ -224,6 +229,20 @@ def create_app(
         )
     _TAKES_UPLOADS[demo] = allow_uploads
     return demo
+
+
+def search_concurrency() -> int:
+    """``$QA_SEARCH_CONCURRENCY``, else :data:`SEARCH_CONCURRENCY`.
+
+    Searches running at once embed their questions together (``qa.embedding.QueryBatcher``): more of
+    them at once means larger batches for the model, and more threads waiting on 2 cores.
+    """
+    value = os.environ.get("QA_SEARCH_CONCURRENCY", "").strip()
+    if not value:
+        return SEARCH_CONCURRENCY
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"$QA_SEARCH_CONCURRENCY must be a whole number of at least 1; got {value!r}")
+    return int(value)
 
 
 def _discard_upload(path: str) -> None:

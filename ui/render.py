@@ -166,7 +166,7 @@ def index_html(status: IndexStatus) -> str:
     rows = [
         ("Documents", str(len(status.documents))),
         ("Passages", f"{status.passages:,} ({manifest.sentences:,} sentences)"),
-        ("Model", text_html(manifest.model)),
+        ("Model", text_html(f"{manifest.model} ({manifest.runtime} runtime)")),
         ("Vectors", text_html(manifest.dense_type)),
         ("Built", text_html(manifest.created or "?")),
         ("State", state),
