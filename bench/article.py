@@ -53,12 +53,13 @@ def flagged(index: Index, questions: list[ReaderQuestion]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.article", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    parser.add_argument("--runtime", help="the runtime to build on (default: qa's)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "article")
     args = parser.parse_args(argv)
     load_before = load_average()
     indexes = {
-        "structure-aware": Index.build(args.corpus, progress=False),
-        "one line each": Index.build(line_documents(args.corpus), progress=False),
+        "structure-aware": Index.build(args.corpus, progress=False, runtime=args.runtime),
+        "one line each": Index.build(line_documents(args.corpus), progress=False, runtime=args.runtime),
     }
     rows: list[dict[str, Any]] = [
         {"passages": f"{name} ({len(index)})", "mode": mode, **graded(index, mode)}
@@ -67,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     default = indexes["structure-aware"]
     flags = {"unanswerable": flagged(default, UNANSWERABLE), "off_topic": flagged(default, OFF_TOPIC)}
-    command = "python -m bench.article"
+    command = "python -m bench.article" + (f" --runtime {args.runtime} --output {args.output}" if args.runtime else "")
     lines = [
         "# The bundled article's reader questions",
         "",
         run_header(command, load_before, load_average()),
         "",
-        f"{len(ANSWERABLE)} answerable reader questions (`tests/article_questions.py`), in a reader's words. "
+        f"{len(ANSWERABLE)} answerable reader questions (`tests/article_questions.py`), in a reader's words, "
+        f"asked of indexes built on the {default.encoder.runtime} runtime. "
         "answer-sentence@1: the first hit's highlighted sentence holds the answer; hit@k: a top-k passage does; "
         'answered: shown without "no answer here".',
         "",
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         f"questions flagged, {flags['unanswerable']} of {len(UNANSWERABLE)} questions on the article's topic "
         "that it does not answer.",
     ]
-    report = {"command": command, "rows": rows, "flagged": flags, "questions": len(ANSWERABLE),
+    report = {"command": command, "runtime": default.encoder.runtime, "rows": rows, "flagged": flags,
+              "questions": len(ANSWERABLE),
               "load_average": [load_before, load_average()], "when": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
     write_results(args.output, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
