@@ -4,20 +4,25 @@
 indexes (each article its own, or all in one: ``pooled``), and for every question writes the evidence
 (``qa.ranking.FEATURES``) of the sentences of its candidate passages, with labels: whether the sentence
 covers a gold answer at its place, whether it holds the answer's words, whether its passage does.
+
+``python -m bench.answer_study dump-beir --split train -o DUMP.npz`` does the same for a BEIR collection's
+queries (SciFact's by default), labelled by whether the sentence's document is judged relevant, with what
+nDCG@10 needs: each query's judgements and the documents the fusion ranks after the candidates.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import SQUAD
+from bench.common import SCIFACT, SQUAD
 from qa.embedding import load_encoder
-from qa.evaluation import load_squad
+from qa.evaluation import load_beir_corpus, load_beir_queries, load_squad
 from qa.fusion import CANDIDATES, fused_candidates
 from qa.index import Index
 from qa.ranking import FEATURES, candidates_with_neighbours, sentence_evidence
@@ -114,6 +119,59 @@ def dump(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {len(asked):,} questions in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
+TAIL_DOCUMENTS = 30
+"""Documents kept per query from the fusion's order after the candidates (nDCG@10 needs ten in all)."""
+
+
+def dump_beir(args: argparse.Namespace) -> None:
+    queries, qrels = load_beir_queries(args.beir, args.split)
+    encoder = load_encoder()
+    started = time.perf_counter()
+    cache = args.cache / f"beir-{args.beir.name}-{args.max_words}-{args.overlap}" if args.cache else None
+    if cache is not None and (cache / "manifest.json").exists():
+        index = Index.load(cache, encoder=encoder)
+    else:
+        options = {"max_words": args.max_words, "overlap": args.overlap, "progress": False, "encoder": encoder}
+        index = Index.build(load_beir_corpus(args.beir), **options)
+        if cache is not None:
+            index.save(cache)
+    contents = index.contents
+    encoder.warm_queries(list(queries.values()))
+    print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    documents = sorted({p.doc_id for p in contents.passages})
+    number_of = {doc: i for i, doc in enumerate(documents)}
+    rows: dict[str, list[np.ndarray]] = {n: [] for n in ("matrix", "question", "owner", "document", "relevant")}
+    tails = np.full((len(queries), TAIL_DOCUMENTS), -1, dtype=np.int32)
+    judged = []
+    for number, (query_id, text) in enumerate(queries.items()):
+        query = encoder.encode_query(text)
+        terms = contents.lexical.terms(text)
+        candidates = fused_candidates(contents, query, terms, min(len(contents), CANDIDATES))
+        ranked = candidates.rows[np.argsort(-candidates.fused, kind="stable")]
+        passages = candidates_with_neighbours(contents, ranked, args.top, args.around)
+        evidence = sentence_evidence(contents, text, query, terms, candidates, passages)
+        relevant = {doc for doc, grade in qrels[query_id].items() if grade > 0}
+        document = np.array([number_of[contents.passages[int(r)].doc_id] for r in passages], dtype=np.int32)
+        taken = set(passages.tolist())
+        tail = list(dict.fromkeys(number_of[contents.passages[int(r)].doc_id] for r in ranked if int(r) not in taken))
+        tails[number, : min(len(tail), TAIL_DOCUMENTS)] = tail[:TAIL_DOCUMENTS]
+        rows["matrix"].append(evidence.matrix)
+        rows["question"].append(np.full(len(evidence.owner), number, dtype=np.int32))
+        rows["owner"].append(evidence.owner.astype(np.int32))
+        rows["document"].append(document[evidence.owner])
+        rows["relevant"].append(np.array([documents[d] in relevant for d in document[evidence.owner]], dtype=bool))
+        judged.append(json.dumps(qrels[query_id]))
+    np.savez_compressed(
+        args.output,
+        features=np.array(FEATURES),
+        documents=np.array(documents),
+        judged=np.array(judged),
+        tail=tails,
+        **{name: np.concatenate(parts) for name, parts in rows.items()},
+    )
+    print(f"wrote {args.output}: {len(queries):,} queries in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.answer_study")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--foreign", action="store_true", help="ask each question of the next article's index (per article)")
     d.add_argument("--cache", type=Path, help="a folder to keep the built index in, and take it from next time")
     d.set_defaults(handler=dump)
+    b = commands.add_parser("dump-beir", help="the same for a BEIR collection's queries")
+    b.add_argument("--beir", type=Path, default=SCIFACT.parent)
+    b.add_argument("--split", default="train")
+    b.add_argument("--max-words", type=int, default=150)
+    b.add_argument("--overlap", type=int, default=0)
+    b.add_argument("--top", type=int, default=20, help="candidate passages whose sentences are described")
+    b.add_argument("--around", type=int, default=5, help="of the best, how many bring their neighbours")
+    b.add_argument("-o", "--output", type=Path, required=True)
+    b.add_argument("--cache", type=Path, help="a folder to keep the built index in, and take it from next time")
+    b.set_defaults(handler=dump_beir)
     args = parser.parse_args(argv)
     args.handler(args)
     return 0

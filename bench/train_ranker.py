@@ -1,8 +1,10 @@
 """Train the answer-sentence ranker and the confidence qa ships: ``python -m bench.train_ranker``.
 
-Trained on the tuning half of SQuAD dev only (articles 0-23; the other half is what ``qa eval`` reports):
+Trained on the tuning half of SQuAD dev (articles 0-23; the other half is what ``qa eval`` reports):
 each article its own index and all 24 in one, and for "no answer here", each question asked of another
-article's index, which cannot answer it. It writes ``qa/ranker.json`` and prints what it fitted.
+article's index, which cannot answer it. ``--beir-weight W`` also fits the sentence model on SciFact's
+train claims (a sentence of a relevant abstract is a right one); measured by ``bench.ranker_scifact``, it
+did not help, so qa's ranker is SQuAD's alone. It writes ``qa/ranker.json`` and prints what it fitted.
 
 1. The evidence of every question's candidate sentences (``bench.answer_study dump``, kept in ``--work``).
 2. Sentences: a conditional logit (softmax over a question's candidate sentences, maximising the
@@ -26,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from bench.common import REPO, default_workdir
+from bench.common import REPO, SCIFACT, default_workdir
+from qa.evaluation import ndcg_at_10
 from qa.ranking import FEATURES, HIT_FEATURES, LinearModel, Ranker
 
 SENTENCE_FEATURES = (
@@ -54,6 +57,9 @@ CONFIDENCE_FEATURES = (
 )
 HITS = 5
 """Hits per question the confidence learns from."""
+BEIR_WEIGHT = 0.0
+"""The BEIR train queries' share of the sentence model's loss, against SQuAD's 1. None: learning from SciFact's
+train claims lowered their own nDCG@10 and SQuAD's held-out answer sentence (``python -m bench.ranker_scifact``)."""
 KEEP_ANSWERED = 0.99
 """The threshold keeps this share of the tuning half's answerable questions' first hits shown."""
 
@@ -64,22 +70,27 @@ def groups(question: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), np.r_[starts[1:], len(question)].tolist(), strict=True))
 
 
-def fit_listwise(x: np.ndarray, question: np.ndarray, positive: np.ndarray, l2: float) -> np.ndarray:
-    """Weights maximising, summed over questions, log P(an answering sentence) under a softmax of ``x @ w``."""
+def fit_listwise(
+    x: np.ndarray, question: np.ndarray, positive: np.ndarray, l2: float, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Weights maximising, summed over questions, log P(an answering sentence) under a softmax of ``x @ w``;
+    ``weight`` (per row, the same within a question) weighs each question's term."""
     kept = [(a, b) for a, b in groups(question) if positive[a:b].any()]
     index = np.concatenate([np.arange(a, b) for a, b in kept])
     starts = np.r_[0, np.cumsum([b - a for a, b in kept])[:-1]]
     segment = np.repeat(np.arange(len(kept)), [b - a for a, b in kept])
     features, wanted = x[index].astype(np.float64), positive[index]
+    share = np.ones(len(kept)) if weight is None else np.asarray([weight[a] for a, _ in kept], dtype=np.float64)
+    mass = float(share.sum())
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         s = features @ w
         s -= np.maximum.reduceat(s, starts)[segment]
         e = np.exp(s)
         total, good = np.add.reduceat(e, starts), np.add.reduceat(np.where(wanted, e, 0.0), starts)
-        value = -(np.log(good) - np.log(total)).sum() + l2 * len(kept) * (w @ w)
-        gradient = features.T @ (e / total[segment] - np.where(wanted, e, 0.0) / good[segment])
-        return float(value), gradient + 2 * l2 * len(kept) * w
+        value = -(share * (np.log(good) - np.log(total))).sum() + l2 * mass * (w @ w)
+        gradient = features.T @ (share[segment] * (e / total[segment] - np.where(wanted, e, 0.0) / good[segment]))
+        return float(value), gradient + 2 * l2 * mass * w
 
     return np.asarray(minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x)
 
@@ -123,6 +134,34 @@ def hits_of(dump: dict[str, np.ndarray], model: LinearModel) -> tuple[np.ndarray
     return np.concatenate(rows), np.concatenate(labels), np.concatenate(numbers)
 
 
+def beir_ndcg(dump: dict[str, np.ndarray], scores: np.ndarray) -> float:
+    """Mean nDCG@10 of a BEIR dump's queries when the candidates rank by their best sentence's score (and a
+    document where its best passage does), the fusion's order after them, as ``qa eval --beir`` ranks."""
+    total = 0.0
+    spans = groups(dump["question"])
+    for number, (a, b) in enumerate(spans):
+        owner, document = dump["owner"][a:b], dump["document"][a:b]
+        best: dict[int, float] = {}
+        for o, score in zip(owner.tolist(), scores[a:b].tolist(), strict=True):
+            best[o] = max(best.get(o, -np.inf), score)
+        doc_of = {int(o): int(d) for o, d in zip(owner.tolist(), document.tolist(), strict=True)}
+        ranked = list(dict.fromkeys(doc_of[o] for o in sorted(best, key=lambda o: -best[o])))
+        ranked += [int(d) for d in dump["tail"][int(dump["question"][a])] if d >= 0 and int(d) not in ranked]
+        total += ndcg_at_10([str(dump["documents"][d]) for d in ranked], json.loads(str(dump["judged"][number])))
+    return total / max(len(spans), 1)
+
+
+def _beir_dump(work: Path, beir: Path, split: str) -> dict[str, np.ndarray]:
+    path = work / f"beir-{beir.name}-{split}.npz"
+    if not path.exists():
+        command = [sys.executable, "-m", "bench.answer_study", "dump-beir", "--beir", str(beir), "--split", split,
+                   "--cache", str(work / "indexes"), "-o", str(path)]  # fmt: skip
+        print("running", " ".join(command[1:]), file=sys.stderr)
+        subprocess.run(command, check=True, cwd=REPO)
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
 def _dump(work: Path, setting: str, articles: str, foreign: bool) -> dict[str, np.ndarray]:
     name = f"{setting}{'-foreign' if foreign else ''}-{articles.replace(':', '-')}.npz"
     path = work / name
@@ -135,26 +174,51 @@ def _dump(work: Path, setting: str, articles: str, foreign: bool) -> dict[str, n
         return {key: data[key] for key in data.files}
 
 
+def fit_sentences(
+    dumps: list[dict[str, np.ndarray]], beir: dict[str, np.ndarray] | None, beir_weight: float, l2: float
+) -> LinearModel:
+    """The sentence model, fitted on SQuAD dumps (their answering sentences), and, if given, a BEIR dump (the
+    sentences of relevant documents) weighing ``beir_weight`` in all against SQuAD's questions' 1."""
+    for dump in (*dumps, *([beir] if beir is not None else [])):
+        assert tuple(dump["features"]) == FEATURES, "the dumps are of other evidence: delete them and run again"
+    columns = [FEATURES.index(name) for name in SENTENCE_FEATURES]
+    parts = [(d["matrix"][:, columns], d["question"], d["sentence_exact"]) for d in dumps]
+    squad_questions = sum(int(d["question"].max()) + 1 for d in dumps)
+    weight_of = [1.0] * len(dumps)
+    if beir is not None and beir_weight > 0:
+        parts.append((beir["matrix"][:, columns], beir["question"], beir["relevant"]))
+        weight_of.append(beir_weight * squad_questions / (int(beir["question"].max()) + 1))
+    offset, questions, weight = 0, [], []
+    for (_, question, _), share in zip(parts, weight_of, strict=True):
+        questions.append(question + offset)
+        weight.append(np.full(len(question), share))
+        offset += int(question.max()) + 1
+    x = np.concatenate([p[0] for p in parts])
+    positive = np.concatenate([p[2] for p in parts])
+    return LinearModel(
+        SENTENCE_FEATURES, fit_listwise(x, np.concatenate(questions), positive, l2, np.concatenate(weight))
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.train_ranker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=default_workdir() / "ranker", help="for the dumps and indexes")
     parser.add_argument("--articles", default="0:24", help="the SQuAD dev articles to train on (the tuning half)")
     parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("--beir", type=Path, default=SCIFACT.parent, help="a BEIR collection whose train queries "
+                        "the sentence model also learns from (default SciFact)")  # fmt: skip
+    parser.add_argument("--beir-weight", type=float, default=BEIR_WEIGHT,
+                        help=f"their share of the sentence model's loss, against SQuAD's 1 (default {BEIR_WEIGHT}; 0: SQuAD only)")  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, default=REPO / "qa" / "ranker.json")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     dumps = [_dump(args.work, setting, args.articles, False) for setting in ("per-article", "pooled")]
-    for dump in dumps:
-        assert tuple(dump["features"]) == FEATURES, "the dumps are of other evidence: delete them and run again"
-    columns = [FEATURES.index(name) for name in SENTENCE_FEATURES]
-    x = np.concatenate([d["matrix"][:, columns] for d in dumps])
-    offset, questions = 0, []
-    for d in dumps:
-        questions.append(d["question"] + offset)
-        offset += int(d["question"].max()) + 1
-    positive = np.concatenate([d["sentence_exact"] for d in dumps])
-    weights = fit_listwise(x, np.concatenate(questions), positive, args.l2)
-    sentences = LinearModel(SENTENCE_FEATURES, weights)
+    beir = _beir_dump(args.work, args.beir, "train") if args.beir_weight > 0 else None
+    sentences = fit_sentences(dumps, beir, args.beir_weight, args.l2)
+    if beir is not None:
+        print(
+            f"{args.beir.name} train nDCG@10 (candidates as ranked): {beir_ndcg(beir, sentences.apply(beir['matrix'])):.4f}"
+        )
     top = 20
     foreign = _dump(args.work, "per-article", args.articles, True)
     parts = [hits_of(d, sentences) for d in (*dumps, foreign)]
@@ -169,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     sure = 1 / (1 + np.exp(-confidence.apply(firsts, HIT_FEATURES)))
     threshold = float(np.quantile(sure, 1 - KEEP_ANSWERED))
     ranker = Ranker(sentences, confidence, top=top, around=5, no_answer_below=round(threshold, 4),
-                    trained_on=f"SQuAD v1.1 dev articles {args.articles}, per article and pooled, and asked of other articles")  # fmt: skip
+                    trained_on=f"SQuAD v1.1 dev articles {args.articles}, per article and pooled, and asked of other articles"
+                    + (f"; sentences also on {args.beir.name} train queries (weight {args.beir_weight})" if beir else ""))  # fmt: skip
     args.output.write_text(json.dumps(ranker.to_json(), indent=1) + "\n", encoding="utf-8")
-    for name, w in zip(SENTENCE_FEATURES, weights, strict=True):
+    for name, w in zip(SENTENCE_FEATURES, sentences.weights, strict=True):
         print(f"sentence  {name:20s} {w:+.4f}")
     for name, w in zip(CONFIDENCE_FEATURES, cw, strict=True):
         print(f"confidence {name:19s} {w:+.4f}")
