@@ -40,9 +40,9 @@ ARTICLE_ID = "putin-bush-pakistan-nuclear.md"
 WARM_UP_QUESTION = "Which treaty has Pakistan not joined?"
 MAX_PASSAGES = 20
 SEARCH_CONCURRENCY = 16
-"""Searches the server runs at once (``$QA_SEARCH_CONCURRENCY`` changes it). Chosen with ``python -m bench.load``
-(32 clients, new questions, 12 SQuAD articles, onnx-int8): at 4, 16 and 32 the server spent 23.0, 17.7 and
-20.4 ms of CPU a search, and 32 more than doubled p95 (14.5 s against 8.1 s on a machine at load 16)."""
+"""Searches the server runs at once (``$QA_SEARCH_CONCURRENCY`` changes it). Chosen with ``python -m bench.load
+--concurrency N`` (32 clients, new questions, 12 SQuAD articles, onnx-int8; bench/results/load-concurrency-N.md):
+of 1, 4, 16 and 32, 16 served the most searches a second at the least server CPU a search."""
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 UNUSED_UPLOAD_SECONDS = 3600
