@@ -371,7 +371,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def run_load(
-    url: str,
+    url: str | Sequence[str],
     corpus: Path,
     index: Path,
     *,
@@ -385,11 +385,14 @@ def run_load(
     scratch: Path,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Load the server at ``url`` (serving ``index``, built from ``corpus``) and check every answer.
+    """Load the server at ``url`` (serving ``index``, built from ``corpus``) and check every answer. Several
+    URLs: replicas serving the same index, each client calling one of them in turn (as a load balancer
+    would spread connections); the rebuild goes to the first.
 
     ``errors`` in the result lists every failed search, every answer that is neither index's, every
     order violation and a failed rebuild: empty when all went right.
     """
+    urls = [url] if isinstance(url, str) else list(url)
     old_index = scratch / "index-before-the-load"
     shutil.rmtree(old_index, ignore_errors=True)
     shutil.copytree(index, old_index)  # what the old index answers, checked after the load
@@ -403,7 +406,7 @@ def run_load(
     )
     ready = threading.Barrier(clients + 1)
     threads = [
-        threading.Thread(target=_search_loop, args=(url, shared, seed, ready, kind), daemon=True)
+        threading.Thread(target=_search_loop, args=(urls[seed % len(urls)], shared, seed, ready, kind), daemon=True)
         for seed in range(clients)
     ]
     for thread in threads:
@@ -414,10 +417,10 @@ def run_load(
     except threading.BrokenBarrierError:
         shared.stop.set()
     started = time.perf_counter()
-    server_pid = SERVER_PIDS.get(url)
-    cpu_before = (cpu_seconds(server_pid) if server_pid else None, cpu_seconds())
+    server_pids = [SERVER_PIDS[u] for u in urls if u in SERVER_PIDS]
+    cpu_before = (sum(cpu_seconds(pid) for pid in server_pids) if server_pids else None, cpu_seconds())
     log(f"{clients} clients searching{' with a rebuild after a quarter of the searches' if rebuild else ''}")
-    rebuilder = threading.Thread(target=_rebuild, args=(url, corpus, shared, paragraphs, outcome), daemon=True)
+    rebuilder = threading.Thread(target=_rebuild, args=(urls[0], corpus, shared, paragraphs, outcome), daemon=True)
     if rebuild:
         rebuilder.start()
     for thread in threads:
@@ -426,7 +429,7 @@ def run_load(
     if rebuild:
         rebuilder.join(timeout=60)
     ended = time.perf_counter()
-    cpu_after = (cpu_seconds(server_pid) if server_pid else None, cpu_seconds())
+    cpu_after = (sum(cpu_seconds(pid) for pid in server_pids) if server_pids else None, cpu_seconds())
 
     errors = list(shared.errors)
     if any(thread.is_alive() for thread in threads):
@@ -563,6 +566,7 @@ def run(
     squad_articles: int = 0,
     runtime: str | None = None,
     concurrency: int | None = None,
+    replicas: int = 1,
     workdir: Path | None = None,
     timeout: float = 600,
     kind: str = "http",
@@ -574,10 +578,17 @@ def run(
         own_corpus, own_index, questions = prepare(
             scratch / "load", corpus, index, log, squad_articles=squad_articles, runtime=runtime
         )
-        with qa_serve(own_index, own_corpus, scratch / "serve.log", concurrency=concurrency) as (url, startup):
-            log(f"qa serve answered after {startup:.1f} s at {url}")
+        with contextlib.ExitStack() as servers:
+            started = [
+                servers.enter_context(
+                    qa_serve(own_index, own_corpus, scratch / f"serve-{n}.log", concurrency=concurrency)
+                )
+                for n in range(replicas)
+            ]
+            urls, startup = [url for url, _ in started], max(seconds for _, seconds in started)
+            log(f"qa serve answered after {startup:.1f} s at {', '.join(urls)}")
             result = run_load(
-                url,
+                urls,
                 own_corpus,
                 own_index,
                 questions=questions,
@@ -597,6 +608,7 @@ def run(
             else ("the given corpus" if corpus is not None else "the bundled article")
         )
         result["concurrency"] = concurrency
+        result["replicas"] = replicas
         result["runtime"] = json.loads((own_index / "manifest.json").read_text()).get("runtime", "torch")
         return result
     finally:
@@ -655,7 +667,12 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "Client threads and the server share the machine.",
         "",
         f"{result['clients']} concurrent clients ({CLIENT_TEXT[result['client']]}) called the `/search` API of "
-        f"`qa serve --allow-uploads` on 127.0.0.1 serving {result.get('served', 'the bundled article')} "
+        + (
+            f"{result['replicas']} replicas of `qa serve --allow-uploads` (each client one of them, in turn)"
+            if result.get("replicas", 1) > 1
+            else "`qa serve --allow-uploads`"
+        )
+        + f" on 127.0.0.1 serving {result.get('served', 'the bundled article')} "
         f"({result.get('runtime', 'torch')} runtime, {result.get('concurrency') or 'default'} searches at once), "
         f"k={result['k']}, each search asking the next of {result['questions']:,} questions about the served "
         f"documents; {result.get('repeated_questions', 0):,} searches asked a question again (once all had been "
@@ -669,7 +686,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
     if cpu := result.get("cpu_ms_per_search"):
         lines += [
             "",
-            f"CPU time per search: the server {cpu['server']} ms, the client threads {cpu['clients']} ms (all "
+            f"CPU time per search: the server{' replicas together' if result.get('replicas', 1) > 1 else ''} {cpu['server']} ms, the client threads {cpu['clients']} ms (all "
             f"threads, user + system); so two cores doing nothing else would serve about "
             f"{result['searches_per_s_on_2_free_cores']} searches/s. Load average after the run "
             f"{result.get('load_average_after')}.",
@@ -708,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrency", type=int, help="searches the server runs at once ($QA_SEARCH_CONCURRENCY; default: qa's)"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="qa serve processes on the one index, clients spread over them"
+    )
     parser.add_argument("--index", type=Path, help="its index, copied (default: built from the corpus)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds the load may take")
     parser.add_argument(
@@ -715,8 +735,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, help="results stem (default bench/results/load)")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.searches < 1:
-        parser.error("--clients and --searches must be at least 1")
+    if args.clients < 1 or args.searches < 1 or args.replicas < 1:
+        parser.error("--clients, --searches and --replicas must be at least 1")
+    if args.replicas > 1 and not args.no_rebuild:
+        # A replica takes up a rebuilt index within a second of the save, so the check that every search
+        # sent after the rebuild returned gets the new index's answer would not hold: search only.
+        parser.error("--replicas needs --no-rebuild")
     machine = _machine()
     result = run(
         clients=args.clients,
@@ -728,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         squad_articles=args.squad_articles,
         runtime=args.runtime,
         concurrency=args.concurrency,
+        replicas=args.replicas,
         timeout=args.timeout,
         kind=args.client,
         log=lambda message: print(f"bench.load: {message}", file=sys.stderr, flush=True),
