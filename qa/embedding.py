@@ -230,7 +230,8 @@ class _CachingEncoder:
     def encode_query(self, question: str) -> np.ndarray:
         if (cached := self.queries.get(question)) is not None:
             return cached
-        vector = self.batcher.vector(question)
+        # A copy: the batcher's vector is a row of its whole batch, which the cache would otherwise keep alive.
+        vector = np.array(self.batcher.vector(question), copy=True)
         self.queries.put([question], vector[np.newaxis])
         return vector
 
@@ -457,7 +458,7 @@ def _onnx_workers() -> int:
         if not value.strip().isdigit() or int(value) < 1:
             raise ValueError(f"${ONNX_THREADS_VARIABLE} must be a whole number of at least 1; got {value!r}")
         return int(value)
-    return max(1, os.cpu_count() or 1)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 class _OnnxModel:

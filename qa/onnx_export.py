@@ -234,13 +234,21 @@ def load_export(name: str, source: Path, runtime: str, *, check: Callable[[Expor
     except ExportFailed as error:
         if folder.exists():
             logger.warning("%s; exporting it again", error)
-    with storage.writer_lock(folder, wait=True):  # another process exporting it: wait, then use its export
-        try:
-            return read_export(folder)
-        except ExportFailed:
-            pass
-        logger.warning("exporting %s to ONNX (%s) into %s, once", name, runtime, folder)
-        storage.write_atomically(folder, lambda temporary: _export(name, source, runtime, temporary, check))
+    try:
+        with storage.writer_lock(folder, wait=True):  # another process exporting it: wait, then use its export
+            try:
+                return read_export(folder)
+            except ExportFailed:
+                pass
+            logger.warning("exporting %s to ONNX (%s) into %s, once", name, runtime, folder)
+            storage.write_atomically(folder, lambda temporary: _export(name, source, runtime, temporary, check))
+    except OSError as error:
+        # A cache folder that cannot be written (a read-only or missing home, a file in its place) is a
+        # failed export, which the default runtime answers by falling back to torch.
+        raise ExportFailed(
+            f"the ONNX export cannot be written into {folder.parent} ({error.strerror or error}); "
+            "set QA_CACHE_DIR to a folder you can write to"
+        ) from error
     return read_export(folder)
 
 
