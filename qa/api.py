@@ -107,6 +107,8 @@ def refresh(
         IndexBusy: Another process is writing the index and ``wait`` is false.
     """
     index_path = Path(index_path)
+    # $QA_RUNTIME asks for a runtime as the argument does: judged stale by it now, not at the next rebuild.
+    runtime = runtime or os.environ.get("QA_RUNTIME") or None
     saved = storage.generation(index_path)  # before loading: a save after it is noticed under the lock
     previous = _load_previous(index_path, encoder)
     read: Corpus | None = None

@@ -149,6 +149,20 @@ def test_a_rebuild_keeps_the_runtime_of_the_index_unless_another_is_asked_for(
     assert moved.build_report.kept_passages == 0
 
 
+def test_a_runtime_asked_for_by_the_environment_makes_the_index_stale_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only at the next rebuild a document change brings: a server started with $QA_RUNTIME serves on it."""
+    monkeypatch.delenv("QA_RUNTIME", raising=False)
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    refresh(tmp_path / "index", tmp_path / "corpus", model=HASHING_MODEL, runtime="torch")
+    assert refresh(tmp_path / "index", tmp_path / "corpus", model=HASHING_MODEL).manifest.runtime == "torch"
+    monkeypatch.setenv("QA_RUNTIME", "onnx")
+    moved = refresh(tmp_path / "index", tmp_path / "corpus", model=HASHING_MODEL)
+    assert moved.manifest.runtime == "onnx" and moved.encoder.runtime == "onnx"
+    assert qa.Index.load(tmp_path / "index").manifest.runtime == "onnx"
+
+
 def test_an_index_from_before_runtimes_is_torch(tmp_path: Path) -> None:
     index = qa.Index.build(CORPUS, model=HASHING_MODEL, runtime="torch", progress=False)
     index.save(tmp_path / "index")
@@ -299,6 +313,32 @@ print(encoder.runtime, encoder.encode(["Which treaty?"]).shape)
         check=False,
     )
     assert asked.returncode != 0 and "ExportFailed: the ONNX runtimes pool by mean, cls, max" in asked.stderr
+
+
+def test_a_cache_that_cannot_be_written_falls_back_to_torch_unless_onnx_was_asked_for(tmp_path: Path) -> None:
+    """A read-only or missing home must not stop qa: the default runtime falls back, an asked one says how to fix it."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    env = {key: value for key, value in os.environ.items() if key != "QA_RUNTIME"}
+    env["QA_CACHE_DIR"] = str(blocked)
+    script = "from qa.embedding import load_encoder; e = load_encoder({}); print(e.runtime, e.encode(['Which treaty?']).shape)"
+    fallback = subprocess.run(
+        [sys.executable, "-c", script.format("")], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env
+    )
+    assert fallback.returncode == 0, fallback.stderr
+    assert fallback.stdout.strip() == "torch (1, 384)"
+    assert "the ONNX export cannot be written into" in fallback.stderr and "QA_CACHE_DIR" in fallback.stderr
+    asked = subprocess.run(
+        [sys.executable, "-c", script.format("runtime='onnx-int8'")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
+    assert asked.returncode != 0
+    assert "ExportFailed: the ONNX export cannot be written into" in asked.stderr
+    assert "set QA_CACHE_DIR to a folder you can write to" in asked.stderr
 
 
 # ------------------------------------------------------------------------------------- micro-batching
