@@ -15,7 +15,7 @@ from typing import Any
 from qa import storage
 from qa.build import Progress
 from qa.documents import Corpus, iter_document_paths, read_corpus
-from qa.embedding import Encoder
+from qa.embedding import Encoder, asked_runtime
 from qa.errors import EmptyCorpus, IncompatibleIndex, IndexNotFound
 from qa.index import Index
 from qa.passage import Hit
@@ -108,7 +108,7 @@ def refresh(
     """
     index_path = Path(index_path)
     # $QA_RUNTIME asks for a runtime as the argument does: judged stale by it now, not at the next rebuild.
-    runtime = runtime or os.environ.get("QA_RUNTIME") or None
+    runtime = asked_runtime(runtime)
     saved = storage.generation(index_path)  # before loading: a save after it is noticed under the lock
     previous = _load_previous(index_path, encoder)
     read: Corpus | None = None

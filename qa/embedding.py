@@ -124,10 +124,13 @@ class QueryCache:
             return question in self._vectors
 
     def put(self, questions: Sequence[str], vectors: np.ndarray) -> None:
-        vectors.setflags(write=False)  # shared between callers: nobody may change it
+        # Each row copied: a view would keep its whole batch alive while any of its questions is cached.
+        rows = [np.array(vector, copy=True) for vector in vectors]
+        for row in rows:
+            row.setflags(write=False)  # shared between callers: nobody may change it
         with self._lock:
-            for question, vector in zip(questions, vectors, strict=True):
-                self._vectors[question] = vector
+            for question, row in zip(questions, rows, strict=True):
+                self._vectors[question] = row
             while len(self._vectors) > self.size:
                 self._vectors.popitem(last=False)
 
@@ -230,8 +233,7 @@ class _CachingEncoder:
     def encode_query(self, question: str) -> np.ndarray:
         if (cached := self.queries.get(question)) is not None:
             return cached
-        # A copy: the batcher's vector is a row of its whole batch, which the cache would otherwise keep alive.
-        vector = np.array(self.batcher.vector(question), copy=True)
+        vector = self.batcher.vector(question)
         self.queries.put([question], vector[np.newaxis])
         return vector
 
@@ -253,13 +255,18 @@ def model_name(model: str | None = None) -> str:
     return name
 
 
+def asked_runtime(runtime: str | None = None) -> str | None:
+    """The runtime asked for: ``runtime`` if given, else ``$QA_RUNTIME``; ``None`` when neither says one."""
+    return runtime or os.environ.get("QA_RUNTIME") or None
+
+
 def runtime_name(runtime: str | None = None) -> str:
     """The runtime to use: ``runtime`` if given, else ``$QA_RUNTIME``, else :data:`DEFAULT_RUNTIME`.
 
     Raises:
         ValueError: Not one of :data:`RUNTIMES`.
     """
-    name = runtime or os.environ.get("QA_RUNTIME") or DEFAULT_RUNTIME
+    name = asked_runtime(runtime) or DEFAULT_RUNTIME
     if name not in RUNTIMES:
         source = "" if runtime else " (from $QA_RUNTIME)"
         raise ValueError(f"the runtime must be one of {', '.join(RUNTIMES)}; got {name!r}{source}")
@@ -289,7 +296,7 @@ def load_encoder(
         encoder = _shared_encoder(name, chosen)
     else:
         encoder = _new_encoder(name, chosen, query_cache_size)
-    asked = bool(runtime or os.environ.get("QA_RUNTIME"))
+    asked = asked_runtime(runtime) is not None
     if not asked and isinstance(encoder, OnnxEncoder):
         from qa.onnx_export import ExportFailed
 

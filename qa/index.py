@@ -17,7 +17,7 @@ from qa import build, retrieval, storage
 from qa.build import BuildReport, Executor, Progress
 from qa.contents import DocumentRecord, IndexContents
 from qa.documents import Corpus, Document, iter_documents, read_corpus
-from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, load_encoder, model_name, runtime_name
+from qa.embedding import DEFAULT_BATCH_SIZE, Encoder, asked_runtime, load_encoder, model_name, runtime_name
 from qa.errors import EmptyCorpus
 from qa.index_files import read_index, write_index
 from qa.manifest import Manifest, read_manifest
@@ -140,7 +140,7 @@ class Index:
             ValueError: A bad argument.
             MilvusUnavailable: The Milvus URI cannot be reached (checked before any embedding).
         """
-        if runtime is None and encoder is None and previous is not None and not os.environ.get("QA_RUNTIME"):
+        if asked_runtime(runtime) is None and encoder is None and previous is not None:
             runtime = previous.manifest.runtime  # a rebuild keeps its runtime, as it keeps how passage vectors are made
         encoder = _encoder(model, encoder, runtime)
         corpus, documents = _documents_of(source)
