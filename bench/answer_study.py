@@ -16,11 +16,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench.common import SCIFACT, SQUAD
+from qa.documents import Document
 from qa.embedding import load_encoder
 from qa.evaluation import load_beir_corpus, load_beir_queries, load_squad
 from qa.fusion import CANDIDATES, fused_candidates
@@ -33,6 +36,19 @@ def _slice(text: str) -> slice:
     return slice(int(start) if start else None, int(end) if end else None)
 
 
+def _cached_index(
+    cache: Path | None, name: str, documents: Callable[[], list[Document]], options: dict[str, Any]
+) -> Index:
+    """The index kept as ``cache/name`` from an earlier run, else built of ``documents()`` (and kept)."""
+    folder = cache / name if cache is not None else None
+    if folder is not None and (folder / "manifest.json").exists():
+        return Index.load(folder, encoder=options["encoder"])
+    index = Index.build(documents(), **options)
+    if folder is not None:
+        index.save(folder)
+    return index
+
+
 def dump(args: argparse.Namespace) -> None:
     documents, questions = load_squad(args.squad)
     chosen = set(range(len(documents))[_slice(args.articles)])
@@ -41,15 +57,8 @@ def dump(args: argparse.Namespace) -> None:
     encoder = load_encoder()
     options = {"max_words": args.max_words, "overlap": args.overlap, "progress": False, "encoder": encoder}
     started = time.perf_counter()
-    cache = (
-        args.cache / f"squad-{args.articles.replace(':', '-')}-{args.max_words}-{args.overlap}" if args.cache else None
-    )
-    if cache is not None and (cache / "manifest.json").exists():
-        pooled = Index.load(cache, encoder=encoder)
-    else:
-        pooled = Index.build([d for d in documents if d is not None], **options)
-        if cache is not None:
-            pooled.save(cache)
+    name = f"squad-{args.articles.replace(':', '-')}-{args.max_words}-{args.overlap}"
+    pooled = _cached_index(args.cache, name, lambda: [d for d in documents if d is not None], options)
     encoder.warm_queries([q.question for q in asked])
     indexes = {}
     if args.setting == "per-article":
@@ -127,14 +136,9 @@ def dump_beir(args: argparse.Namespace) -> None:
     queries, qrels = load_beir_queries(args.beir, args.split)
     encoder = load_encoder()
     started = time.perf_counter()
-    cache = args.cache / f"beir-{args.beir.name}-{args.max_words}-{args.overlap}" if args.cache else None
-    if cache is not None and (cache / "manifest.json").exists():
-        index = Index.load(cache, encoder=encoder)
-    else:
-        options = {"max_words": args.max_words, "overlap": args.overlap, "progress": False, "encoder": encoder}
-        index = Index.build(load_beir_corpus(args.beir), **options)
-        if cache is not None:
-            index.save(cache)
+    options = {"max_words": args.max_words, "overlap": args.overlap, "progress": False, "encoder": encoder}
+    name = f"beir-{args.beir.name}-{args.max_words}-{args.overlap}"
+    index = _cached_index(args.cache, name, lambda: load_beir_corpus(args.beir), options)
     contents = index.contents
     encoder.warm_queries(list(queries.values()))
     print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
